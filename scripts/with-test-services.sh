@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs a command with the services the tests need: a throw-away PostgreSQL cluster on
+# loopback. The cluster lives in a temp dir and is stopped and removed on exit.
+set -euo pipefail
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+[ -x "$pg_bin/initdb" ] || { echo "PostgreSQL server binaries not found: run make system-packages" >&2; exit 1; }
+work=$(mktemp -d /tmp/nodekeeper-pg.XXXXXX)
+chmod 755 "$work"
+port=${NODEKEEPER_TEST_PG_PORT:-55432}
+as_pg=()
+[ "$(id -u)" -eq 0 ] && { chown postgres: "$work"; as_pg=(runuser -u postgres --); }
+cleanup() {
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+"${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U nodekeeper --auth=trust -E UTF8 >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $work -c fsync=off" start >/dev/null
+export NODEKEEPER_TEST_PG_URL="postgresql+psycopg://nodekeeper@127.0.0.1:$port/postgres"
+export NODEKEEPER_TEST_REQUIRE_PG=1
+"$@"
