@@ -54,8 +54,14 @@ def test_artifacts_beside_storj_keys():
         ({"suggested": "banana"}, "semantic version"),
         ({"url": "ftp://example.org/x"}, "http"),
         ({"url": "https://example.org/{version}"}, "placeholder"),
-        ({"artifacts": {"Linux": {"url": "https://a/b", "sha256": "0" * 64, "size": 1}}}, "os_arch"),
-        ({"artifacts": {"linux_amd64": {"url": "https://a/b", "sha256": "0" * 64, "size": 0}}}, "greater"),
+        (
+            {"artifacts": {"Linux": {"url": "https://a/b", "sha256": "0" * 64, "size": 1}}},
+            "os_arch",
+        ),
+        (
+            {"artifacts": {"linux_amd64": {"url": "https://a/b", "sha256": "0" * 64, "size": 0}}},
+            "greater",
+        ),
     ],
 )
 def test_invalid_documents_say_what_is_wrong(kwargs, message):

@@ -17,9 +17,7 @@ class UpdateDecision:
     reason: str
 
 
-def decide_update(
-    current: str, process: ProcessAnnouncement, node_id: bytes
-) -> UpdateDecision:
+def decide_update(current: str, process: ProcessAnnouncement, node_id: bytes) -> UpdateDecision:
     """Storj's order: up to date → nothing; below minimum → minimum (no rollout check);
     rollout candidate → suggested; else nothing."""
     now = parse_version(current)
@@ -28,9 +26,7 @@ def decide_update(
     if now >= suggested:
         return UpdateDecision(None, f"{current} is up to date (suggested {suggested})")
     if now < minimum:
-        return UpdateDecision(
-            process.minimum.version, f"{current} is below the minimum {minimum}"
-        )
+        return UpdateDecision(process.minimum.version, f"{current} is below the minimum {minimum}")
     rollout = process.rollout
     if rollout.active and is_rollout_candidate(
         node_id, bytes.fromhex(rollout.seed), bytes.fromhex(rollout.cursor)

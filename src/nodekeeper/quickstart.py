@@ -1,0 +1,1 @@
+"""`nodekeeper quickstart`: placeholder replaced below."""

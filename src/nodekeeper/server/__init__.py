@@ -1,0 +1,1 @@
+"""The control plane: announces versions, ramps rollouts, takes reports."""

@@ -1,0 +1,244 @@
+"""`nodekeeper server run` and the admin commands that talk to a control plane."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from nodekeeper.cli import EXIT_USAGE, CommandError
+
+from .client import AdminClient, AdminClientError
+
+DEFAULT_LISTEN = "127.0.0.1:7780"
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("nodekeeper", appauthor=False)) / "control-plane"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CommandError(f"--listen {text!r} must be HOST:PORT, e.g. 127.0.0.1:7780", EXIT_USAGE)
+    return host.strip("[]"), int(port)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    server = sub.add_parser("server", help="the control plane")
+    server_sub = server.add_subparsers(dest="server_command", required=True, metavar="COMMAND")
+    run = server_sub.add_parser("run", help="serve announcements and the admin API")
+    run.add_argument("--db", help="SQLAlchemy URL (default: an SQLite file in the data dir)")
+    run.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default %(default)s)")
+    run.add_argument("--data-dir", type=Path, help="state, artifacts and the generated token")
+    run.add_argument("--public-url", help="the URL nodes use to reach this server")
+    run.add_argument("--admin-token-file", type=Path, help="file holding the admin token")
+    run.add_argument("--ramp-tick", type=float, default=60.0, help="seconds per ramp step")
+    run.add_argument("--poll-interval", type=float, default=1.0, help="change poll, seconds")
+    run.set_defaults(handler=_server_run)
+
+    server_opt = argparse.ArgumentParser(add_help=False)
+    server_opt.add_argument("--server", help="control plane URL (or $NODEKEEPER_SERVER)")
+
+    release = sub.add_parser("release", help="releases")
+    release_sub = release.add_subparsers(dest="release_command", required=True, metavar="COMMAND")
+    publish = release_sub.add_parser("publish", parents=[server_opt], help="publish a release")
+    publish.add_argument("process")
+    publish.add_argument("version")
+    publish.add_argument(
+        "--artifact",
+        action="append",
+        required=True,
+        metavar="OS_ARCH=PATH_OR_URL",
+        help="a build for one platform; repeat for each platform",
+    )
+    publish.set_defaults(handler=_release_publish)
+
+    minimum = sub.add_parser("minimum", help="the minimum allowed version")
+    minimum_sub = minimum.add_subparsers(dest="minimum_command", required=True, metavar="COMMAND")
+    minimum_set = minimum_sub.add_parser("set", parents=[server_opt], help="set the minimum")
+    minimum_set.add_argument("process")
+    minimum_set.add_argument("version")
+    minimum_set.set_defaults(handler=_minimum_set)
+
+    rollout = sub.add_parser("rollout", help="staged rollouts")
+    rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True, metavar="COMMAND")
+    start = rollout_sub.add_parser("start", parents=[server_opt], help="start a rollout")
+    start.add_argument("process")
+    start.add_argument("version")
+    start.add_argument("--rate", type=float, help="percent per day (omit to ramp by hand)")
+    start.add_argument("--seed", help="64 hex digits (default: a fresh random seed)")
+    start.set_defaults(handler=_rollout_start)
+    set_ = rollout_sub.add_parser("set", parents=[server_opt], help="set the percent now")
+    set_.add_argument("process")
+    set_.add_argument("percent", type=float)
+    set_.set_defaults(handler=_rollout_set)
+    for action in ("pause", "resume"):
+        p = rollout_sub.add_parser(action, parents=[server_opt], help=f"{action} a rollout")
+        p.add_argument("process")
+        p.set_defaults(handler=_rollout_action, action=action)
+    status = rollout_sub.add_parser("status", parents=[server_opt], help="show every rollout")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_rollout_status)
+
+    quickstart = sub.add_parser("quickstart", help="bring up a local system on defaults")
+    quickstart.add_argument("--data-dir", type=Path, help="where the local system keeps state")
+    quickstart.add_argument("--listen", default=DEFAULT_LISTEN, help="control plane HOST:PORT")
+    quickstart.set_defaults(handler=_quickstart)
+
+
+def _server_run(args: argparse.Namespace) -> int:
+    from .auth import TokenError, load_admin_token
+    from .runner import run_server
+    from .settings import ServerSettings
+
+    host, port = parse_listen(args.listen)
+    data_dir = args.data_dir or default_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        token, generated = load_admin_token(args.admin_token_file, data_dir)
+    except TokenError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    settings = ServerSettings(
+        db_url=args.db or f"sqlite:///{data_dir / 'control-plane.db'}",
+        data_dir=data_dir,
+        public_url=args.public_url or f"http://{args.listen}",
+        admin_token=token,
+        ramp_tick=args.ramp_tick,
+        poll_interval=args.poll_interval,
+    )
+    if generated:
+        print(f"generated an admin token into {token.source}", file=sys.stderr)
+    else:
+        print(f"admin token from {token.source}", file=sys.stderr)
+    return run_server(settings, host, port)
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    try:
+        return AdminClient.from_environment(args.server)
+    except AdminClientError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
+def _call(args: argparse.Namespace, fn):
+    client = _client(args)
+    try:
+        return fn(client)
+    except AdminClientError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        client.close()
+
+
+def _parse_artifacts(items: list[str]) -> dict[str, str]:
+    artifacts: dict[str, str] = {}
+    for item in items:
+        platform, sep, source = item.partition("=")
+        if not sep or not platform or not source:
+            raise CommandError(
+                f"--artifact {item!r} must be OS_ARCH=PATH_OR_URL, e.g. "
+                "windows_amd64=./storagenode_windows_amd64.zip",
+                EXIT_USAGE,
+            )
+        if platform in artifacts:
+            raise CommandError(f"--artifact {platform} is given twice", EXIT_USAGE)
+        artifacts[platform] = source
+    return artifacts
+
+
+def _release_publish(args: argparse.Namespace) -> int:
+    artifacts = _parse_artifacts(args.artifact)
+    result = _call(args, lambda c: c.publish(args.process, args.version, artifacts))
+    print(f"published {result['process']} {result['version']}")
+    for platform, info in sorted(result["artifacts"].items()):
+        print(f"  {platform}: {info['size']} bytes, sha256 {info['sha256']}")
+    return 0
+
+
+def _minimum_set(args: argparse.Namespace) -> int:
+    result = _call(
+        args,
+        lambda c: c.request(
+            "PUT", f"/v1/admin/processes/{args.process}/minimum", json={"version": args.version}
+        ),
+    )
+    print(f"minimum of {result['process']} is now {result['minimum']}")
+    return 0
+
+
+def _rollout_start(args: argparse.Namespace) -> int:
+    body = {"version": args.version, "rate_per_day": args.rate}
+    if args.seed:
+        body["seed"] = args.seed
+    result = _call(
+        args, lambda c: c.request("POST", f"/v1/admin/processes/{args.process}/rollout", json=body)
+    )
+    pace = f"at {args.rate} % per day" if args.rate else "by hand (use `rollout set`)"
+    print(f"rolling out {result['process']} {result['version']} {pace}; seed {result['seed']}")
+    return 0
+
+
+def _rollout_set(args: argparse.Namespace) -> int:
+    result = _call(
+        args,
+        lambda c: c.request(
+            "PUT",
+            f"/v1/admin/processes/{args.process}/rollout/percent",
+            json={"percent": args.percent},
+        ),
+    )
+    print(f"{result['process']} {result['version']}: {result['percent']} % ({result['state']})")
+    return 0
+
+
+def _rollout_action(args: argparse.Namespace) -> int:
+    result = _call(
+        args,
+        lambda c: c.request("POST", f"/v1/admin/processes/{args.process}/rollout/{args.action}"),
+    )
+    print(f"{result['process']} {result['version']}: {result['percent']} % ({result['state']})")
+    return 0
+
+
+def _fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _rollout_status(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = _call(args, lambda c: c.request("GET", "/v1/admin/status"))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="rollouts")
+    for column in ("process", "minimum", "suggested", "target", "percent", "state", "started"):
+        table.add_column(column, justify="right" if column == "percent" else "left")
+    for row in rows:
+        percent = "-" if row["percent"] is None else f"{row['percent']:.2f} %"
+        table.add_row(
+            row["process"],
+            row["minimum"],
+            row["suggested"] or "-",
+            row["target"] or "-",
+            percent,
+            row["state"],
+            _fmt_time(row["started_at"]),
+        )
+    Console().print(table)
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from nodekeeper.quickstart import run_quickstart
+
+    return run_quickstart(args.data_dir, args.listen)

@@ -1,0 +1,79 @@
+"""Builds the announcement document served at ``/`` from a store snapshot.
+
+Pure: the same snapshot, time and public URL give the same bytes, which is what lets
+several replicas over one database serve identical documents and ETags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from nodekeeper.version.rollout import ZERO_CURSOR, percentage_to_cursor
+
+from . import ramp
+from .models import ArtifactRecord, ProcessRecord, Snapshot
+
+
+@dataclass(frozen=True)
+class RenderedDocument:
+    body: bytes
+    etag: str  # strong: a quoted digest of the body
+    generation: int
+    evaluated_at: float
+
+
+def artifact_url(artifact: ArtifactRecord, public_url: str) -> str:
+    if artifact.stored_name is not None:
+        return f"{public_url}/artifacts/{artifact.stored_name}"
+    assert artifact.url is not None
+    return artifact.url
+
+
+def download_template(public_url: str, process: str, version: str) -> str:
+    """Storj's ``url`` key: clients substitute ``{os}`` and ``{arch}``; we redirect."""
+    return f"{public_url}/download/{process}/{version}/{{os}}/{{arch}}"
+
+
+def _version_ref(process: ProcessRecord, version: str, public_url: str) -> dict[str, Any]:
+    release = process.releases[version]
+    return {
+        "version": version,
+        "url": download_template(public_url, process.name, version),
+        "artifacts": {
+            platform: {
+                "url": artifact_url(a, public_url),
+                "sha256": a.sha256,
+                "size": a.size,
+            }
+            for platform, a in sorted(release.artifacts.items())
+        },
+    }
+
+
+def _rollout(process: ProcessRecord, at: float) -> dict[str, str]:
+    if process.rollout is None:
+        return {"seed": "", "cursor": ZERO_CURSOR.hex()}
+    percent = ramp.percent_at(process.rollout.ramp, at)
+    return {"seed": process.rollout.seed, "cursor": percentage_to_cursor(percent).hex()}
+
+
+def build_document(snapshot: Snapshot, at: float, public_url: str) -> dict[str, Any]:
+    processes = {}
+    for name, process in sorted(snapshot.processes.items()):
+        processes[name] = {
+            "minimum": _version_ref(process, process.minimum, public_url),
+            "suggested": _version_ref(process, process.suggested, public_url),
+            "rollout": _rollout(process, at),
+        }
+    return {"processes": processes}
+
+
+def render(snapshot: Snapshot, at: float, public_url: str) -> RenderedDocument:
+    body = json.dumps(
+        build_document(snapshot, at, public_url), sort_keys=True, separators=(",", ":")
+    ).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
+    return RenderedDocument(body=body, etag=etag, generation=snapshot.generation, evaluated_at=at)

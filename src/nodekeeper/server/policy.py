@@ -1,0 +1,88 @@
+"""Rules an admin change must satisfy, as pure checks over the current state."""
+
+from __future__ import annotations
+
+from nodekeeper.version.versions import parse_version
+
+from .errors import ConflictError, InvalidRequestError, NotFoundError
+from .models import ProcessRecord
+
+
+def require_process(processes: dict[str, ProcessRecord], name: str) -> ProcessRecord:
+    if name not in processes:
+        known = ", ".join(sorted(processes)) or "none yet"
+        raise NotFoundError(
+            f"unknown process {name!r} (known: {known}); publish a release of it first "
+            "with `nodekeeper release publish`"
+        )
+    return processes[name]
+
+
+def require_release(process: ProcessRecord, version: str) -> None:
+    if version not in process.releases:
+        known = ", ".join(process.sorted_versions())
+        raise NotFoundError(
+            f"{process.name} {version} is not published (published: {known}); "
+            f"publish it with `nodekeeper release publish {process.name} {version} ...`"
+        )
+
+
+def check_new_release(process: ProcessRecord | None, version: str) -> None:
+    if process is not None and version in process.releases:
+        raise ConflictError(
+            f"{process.name} {version} is already published and releases are immutable; "
+            "publish the change as a new version"
+        )
+
+
+def check_minimum(process: ProcessRecord, version: str) -> None:
+    require_release(process, version)
+    if process.rollout and parse_version(version) > parse_version(process.rollout.version):
+        raise ConflictError(
+            f"minimum {version} would be newer than the version being rolled out "
+            f"({process.rollout.version}); start a rollout of {version} or newer first"
+        )
+
+
+def check_rollout_target(process: ProcessRecord, version: str) -> None:
+    require_release(process, version)
+    target = parse_version(version)
+    if target < parse_version(process.minimum):
+        raise InvalidRequestError(
+            f"{version} is below the minimum {process.minimum}: nodes below the minimum "
+            "already update to it; roll out a version at or above the minimum"
+        )
+    current = process.rollout
+    if current is None:
+        return
+    if current.version == version:
+        raise ConflictError(
+            f"{version} is already being rolled out; use `rollout set`, `pause` or `resume`"
+        )
+    if target < parse_version(current.version):
+        raise ConflictError(
+            f"{version} is older than the current rollout target {current.version}: nodes "
+            "never downgrade, so nodes already on it would stay; publish the fix as a "
+            "newer version"
+        )
+
+
+def check_percent(percent: float) -> None:
+    if not 0 <= percent <= 100:  # NaN fails too
+        raise InvalidRequestError(f"percent must be between 0 and 100, got {percent}")
+
+
+def check_rate(rate: float | None) -> None:
+    if rate is not None and not 0 < rate <= 10_000:
+        raise InvalidRequestError(
+            f"rate must be more than 0 and at most 10000 percent per day, got {rate}"
+        )
+
+
+def require_rollout(process: ProcessRecord):
+    if process.rollout is None:
+        raise ConflictError(
+            f"{process.name} has no rollout; start one with "
+            f"`nodekeeper rollout start {process.name} VERSION --rate PCT_PER_DAY`"
+        )
+    return process.rollout

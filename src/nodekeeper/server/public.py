@@ -1,0 +1,97 @@
+"""Read-only endpoints that nodes and anyone may call."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+
+from nodekeeper.version.schema import PLATFORM
+
+from . import policy
+from .document import artifact_url
+from .errors import InvalidRequestError, NotFoundError
+
+router = APIRouter()
+
+
+def _if_none_match(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return etag in (t.strip().removeprefix("W/") for t in header.split(","))
+
+
+@router.api_route(
+    "/",
+    methods=["GET", "HEAD"],
+    summary="The version announcement (Storj-compatible, with per-platform artifacts)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, 304: {"description": "unchanged"}},
+)
+def announcement(request: Request) -> Response:
+    doc = request.app.state.documents.current
+    headers = {"ETag": doc.etag, "Cache-Control": "no-cache"}
+    if _if_none_match(request.headers.get("if-none-match"), doc.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(doc.body, media_type="application/json", headers=headers)
+
+
+def _artifact_for(request: Request, process: str, version: str, os: str, arch: str):
+    platform = f"{os}_{arch}"
+    if not PLATFORM.match(platform):
+        raise InvalidRequestError(f"os and arch must be lowercase names, got {os!r}/{arch!r}")
+    snapshot = request.app.state.store.snapshot(request.app.state.settings.clock())
+    record = policy.require_process(snapshot.processes, process)
+    policy.require_release(record, version)
+    artifact = record.releases[version].artifacts.get(platform)
+    if artifact is None:
+        have = ", ".join(sorted(record.releases[version].artifacts))
+        raise NotFoundError(f"{process} {version} has no build for {platform} (has: {have})")
+    return record, artifact
+
+
+@router.get(
+    "/processes/{process}/{which}/url",
+    summary="Storj's per-platform download URL of the minimum or suggested version",
+    response_class=PlainTextResponse,
+)
+def process_url(
+    request: Request,
+    process: str,
+    which: Literal["minimum", "suggested"],
+    os: str = Query(..., description="GOOS-style name, e.g. windows"),
+    arch: str = Query(..., description="GOARCH-style name, e.g. amd64"),
+) -> PlainTextResponse:
+    snapshot = request.app.state.store.snapshot(request.app.state.settings.clock())
+    record = policy.require_process(snapshot.processes, process)
+    version = record.minimum if which == "minimum" else record.suggested
+    _, artifact = _artifact_for(request, process, version, os, arch)
+    return PlainTextResponse(artifact_url(artifact, request.app.state.settings.public_url))
+
+
+@router.api_route(
+    "/download/{process}/{version}/{os}/{arch}",
+    methods=["GET", "HEAD"],
+    summary="Redirects to the artifact of one release for one platform",
+    status_code=302,
+    response_class=RedirectResponse,
+)
+def download(request: Request, process: str, version: str, os: str, arch: str):
+    _, artifact = _artifact_for(request, process, version, os, arch)
+    return RedirectResponse(
+        artifact_url(artifact, request.app.state.settings.public_url), status_code=302
+    )
+
+
+@router.get("/healthz", summary="Liveness and the store generation this replica serves")
+def healthz(request: Request) -> dict:
+    doc = request.app.state.documents.current
+    return {
+        "ok": True,
+        "generation": doc.generation,
+        "etag": doc.etag,
+        "renders": request.app.state.documents.renders,
+    }

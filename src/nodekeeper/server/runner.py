@@ -1,0 +1,23 @@
+"""Runs one control-plane replica under uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from .app import create_app
+from .settings import ServerSettings
+
+
+def run_server(settings: ServerSettings, host: str, port: int) -> int:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # admin changes are audited in the database; GET / is hot
+        log_level="info",
+        server_header=False,
+        date_header=True,
+    )
+    uvicorn.Server(config).run()
+    return 0

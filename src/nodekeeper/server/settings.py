@@ -1,0 +1,31 @@
+"""Settings of one control-plane replica."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .auth import AdminToken
+
+GiB = 1 << 30
+
+
+@dataclass
+class ServerSettings:
+    db_url: str
+    data_dir: Path
+    public_url: str  # how nodes reach this server (or the CDN/proxy in front of it)
+    admin_token: AdminToken
+    artifact_dir: Path | None = None  # default: data_dir / "artifacts"
+    poll_interval: float = 1.0  # how often a replica looks for changes made by others
+    ramp_tick: float = 60.0  # the ramp advances in steps of this many seconds
+    max_artifact_size: int = 4 * GiB
+    report_rate_per_minute: int = 30
+    clock: Callable[[], float] = field(default=time.time)
+
+    def __post_init__(self) -> None:
+        self.public_url = self.public_url.rstrip("/")
+        if self.artifact_dir is None:
+            self.artifact_dir = self.data_dir / "artifacts"
