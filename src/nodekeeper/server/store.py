@@ -7,6 +7,7 @@ single integer, and a rejected change leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import Callable, Iterable
@@ -100,15 +101,16 @@ class Store:
 
     def init_schema(self) -> None:
         metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            exists = conn.execute(
+        if self._read_generation_or_none() is None:
+            # Two replicas starting together may both try; one insert wins.
+            with contextlib.suppress(sa.exc.IntegrityError), self.engine.begin() as conn:
+                conn.execute(meta_table.insert().values(key=GENERATION, value=0))
+
+    def _read_generation_or_none(self) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
                 sa.select(meta_table.c.value).where(meta_table.c.key == GENERATION)
-            ).first()
-            if exists is None:
-                try:
-                    conn.execute(meta_table.insert().values(key=GENERATION, value=0))
-                except sa.exc.IntegrityError:  # another replica won the race
-                    pass
+            ).scalar_one_or_none()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -23,7 +23,8 @@ def parse_version(text: str) -> semver.Version:
         return semver.Version.parse(raw)
     except (ValueError, TypeError):
         raise InvalidVersionError(
-            f"{text!r} is not a semantic version: expected MAJOR.MINOR.PATCH such as 1.2.3 or v1.2.3"
+            f"{text!r} is not a semantic version: "
+            "expected MAJOR.MINOR.PATCH such as 1.2.3 or v1.2.3"
         ) from None
 
 
