@@ -1,0 +1,5 @@
+"""``python -m storagenode``: the same as the ``storagenode`` console script."""
+
+from storagenode.cli import main
+
+raise SystemExit(main())
