@@ -27,14 +27,14 @@ class DocumentCache:
         return ramp.quantize(self._settings.clock(), self._settings.ramp_tick)
 
     def refresh(self, force: bool = False) -> RenderedDocument:
-        """Re-render when the generation or the ramp tick moved (or when forced)."""
+        """Re-render when the generation moved, or the tick moved while a ramp runs."""
         with self._lock:
             at = self._tick()
             current = self.current
             if (
                 not force
                 and current is not None
-                and current.evaluated_at == at
+                and (current.evaluated_at == at or not current.moving)
                 and current.generation == self._store.generation()
             ):
                 return current

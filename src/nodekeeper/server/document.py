@@ -23,6 +23,14 @@ class RenderedDocument:
     etag: str  # strong: a quoted digest of the body
     generation: int
     evaluated_at: float
+    moving: bool  # a rollout is ramping, so the body changes with time
+
+
+def is_moving(snapshot: Snapshot, at: float) -> bool:
+    return any(
+        p.rollout is not None and ramp.phase(p.rollout.ramp, at) == "running"
+        for p in snapshot.processes.values()
+    )
 
 
 def artifact_url(artifact: ArtifactRecord, public_url: str) -> str:
@@ -76,4 +84,10 @@ def render(snapshot: Snapshot, at: float, public_url: str) -> RenderedDocument:
         build_document(snapshot, at, public_url), sort_keys=True, separators=(",", ":")
     ).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
-    return RenderedDocument(body=body, etag=etag, generation=snapshot.generation, evaluated_at=at)
+    return RenderedDocument(
+        body=body,
+        etag=etag,
+        generation=snapshot.generation,
+        evaluated_at=at,
+        moving=is_moving(snapshot, at),
+    )
