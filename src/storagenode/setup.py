@@ -20,7 +20,7 @@ from storagenode.sizes import InvalidSizeError, format_size, parse_size
 
 # Room left beside the allocation for the database, temp files of uploads in flight and
 # file-system overhead (Storj's guidance is 10%).
-MARGIN_FRACTION = 0.10
+MARGIN_PERCENT = 10
 
 
 class SetupRefusedError(Exception):
@@ -38,7 +38,7 @@ class SetupRequest:
 
 def max_allocation(free_bytes: int) -> int:
     """The largest allocation that leaves the margin free (pure)."""
-    return int(free_bytes / (1 + MARGIN_FRACTION))
+    return free_bytes * 100 // (100 + MARGIN_PERCENT)
 
 
 def check_allocation(allocated: int, free_bytes: int, where: Path) -> None:
@@ -47,7 +47,7 @@ def check_allocation(allocated: int, free_bytes: int, where: Path) -> None:
         raise SetupRefusedError(
             f"--allocated {format_size(allocated)} does not fit: {where} has "
             f"{format_size(free_bytes)} free and the node needs "
-            f"{int(MARGIN_FRACTION * 100)}% beside its allocation; allocate at most "
+            f"{MARGIN_PERCENT}% beside its allocation; allocate at most "
             f"{format_size(limit)} or free some space"
         )
 
