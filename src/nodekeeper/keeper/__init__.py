@@ -1,0 +1,1 @@
+"""The keeper: the long-running service process (supervisor, status API, config)."""

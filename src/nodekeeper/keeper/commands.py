@@ -1,0 +1,222 @@
+"""`nodekeeper run` and `nodekeeper status`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nodekeeper.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from nodekeeper.keeper.config import DEFAULT_STATUS_PORT, ConfigError, KeeperConfig, load_config
+
+log = logging.getLogger("nodekeeper.keeper")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run the keeper: supervise the storage node (foreground)",
+        description="Run the storage node, probe it, restart it, cap its resources, and "
+        "serve the status API on loopback. SIGTERM/SIGINT stop the node gracefully.",
+    )
+    run.add_argument("--config", type=Path, metavar="FILE", help="keeper config (TOML)")
+    run.set_defaults(handler=run_command)
+
+    status = subparsers.add_parser("status", help="show the node's status from the keeper")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    where = status.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, metavar="FILE", help="find the keeper from FILE")
+    where.add_argument(
+        "--url",
+        help=f"the keeper's status URL (default http://127.0.0.1:{DEFAULT_STATUS_PORT})",
+    )
+    status.set_defaults(handler=status_command)
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def _load(path: Path | None) -> KeeperConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    from nodekeeper.keeper.supervisor import Supervisor
+    from nodekeeper.platform import current_platform
+
+    sink, errors = _setup_logging(config)
+    try:
+        supervisor = Supervisor(config, current_platform(), sink=sink, errors=errors)
+    except ConfigError as exc:
+        where = f"{config.source}: " if config.source else ""
+        raise CommandError(f"{where}{exc}", EXIT_USAGE) from None
+    try:
+        asyncio.run(_serve(config, supervisor))
+    finally:
+        sink.close()
+    return EXIT_OK
+
+
+async def _serve(config: KeeperConfig, supervisor: Any) -> None:
+    from nodekeeper.keeper.api import serve_status
+
+    host, port = config.status_host_port()
+    try:
+        server = await serve_status(host, port, supervisor.snapshot)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot serve the status API on {host}:{port} ({exc.strerror}); "
+            "is another keeper running? (status.listen)",
+            EXIT_FAILURE,
+        ) from None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, supervisor.request_shutdown)
+        except (NotImplementedError, RuntimeError):  # Windows: the service stop calls it
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(supervisor.request_shutdown))
+    log.info("keeper started; status on http://%s:%d/status", host, port)
+    try:
+        await supervisor.run()
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await server.wait_closed()
+    log.info("keeper stopped")
+
+
+def _setup_logging(config: KeeperConfig) -> tuple[Any, Any]:
+    """Keeper and node logs through nodekeeper.logs; plain stderr if it is unavailable."""
+    from nodekeeper.keeper.output import LoggingSink, RotatingSink
+
+    directory = config.logs_path()
+    try:
+        from nodekeeper.logs import ErrorIndex, setup_keeper_logging
+    except ImportError:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return LoggingSink(), None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        errors = ErrorIndex(directory, config.logs)
+        setup_keeper_logging(directory, config.logs, errors)
+        return RotatingSink(directory, config.logs, errors), errors
+    except OSError as exc:
+        raise CommandError(f"cannot write logs in {directory}: {exc.strerror}") from None
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+def status_command(args: argparse.Namespace) -> int:
+    if args.url:
+        url = args.url.rstrip("/")
+    else:
+        host, port = _load(args.config).status_host_port()
+        url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    if not url.endswith("/status"):
+        url += "/status"
+    from nodekeeper.keeper import loopback
+
+    try:
+        response = asyncio.run(loopback.request("GET", url, timeout=5.0))
+    except loopback.HTTPError as exc:
+        raise CommandError(f"no keeper answering at {url} ({exc}); is it running?") from None
+    if response.status != 200:
+        raise CommandError(f"{url} answered HTTP {response.status}")
+    data = json.loads(response.body)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        _print_table(data)
+    return EXIT_OK
+
+
+def _print_table(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in status_rows(data):
+        table.add_row(key, value)
+    Console(file=sys.stdout).print(table)
+
+
+def status_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The human view of the status JSON, one (label, text) per row."""
+    mem, cpu = data["memory"], data["cpu"]
+    state = data["state"] + (" (crash loop flagged)" if data["crash_loop"] else "")
+    rows = [
+        ("state", state),
+        ("pid", str(data["pid"] or "-")),
+        ("version", data["version"] or "-"),
+        ("uptime", _duration(data["uptime_seconds"])),
+        ("restarts", f"{data['restarts']} ({data['recent_failures']} failures in the window)"),
+    ]
+    if data["next_start_in"] is not None:
+        rows.append(("next start in", _duration(data["next_start_in"])))
+    last = data["last_exit"]
+    if last:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["at"]))
+        rows.append(("last exit", f"{last['reason']}: {last['detail']} at {when}"))
+    pulse = data["last_pulse"]
+    if pulse:
+        ok = "ok" if pulse["ok"] else f"failed: {pulse['detail']}"
+        rows.append(
+            ("last pulse", f"{ok} ({pulse['seconds'] * 1000:.0f} ms, {data['probe']['kind']})")
+        )
+    rows.append(
+        (
+            "memory",
+            f"{_bytes(mem['bytes'])} ({mem['kind'] or '-'}); soft {_bytes(mem['soft_limit'])}, "
+            f"hard {_bytes(mem['hard_limit'])} via {mem['hard_mechanism']}",
+        )
+    )
+    pct = "-" if cpu["percent"] is None else f"{cpu['percent']:.1f} %"
+    cap = "-" if cpu["rate_limit_percent"] is None else f"{cpu['rate_limit_percent']:g} %"
+    cores = "all" if cpu["cores"] is None else ",".join(map(str, cpu["cores"]))
+    rows.append(
+        (
+            "cpu",
+            f"{pct}; cap {cap} via {cpu['rate_mechanism']}; cores {cores}; "
+            f"priority {cpu['priority']}",
+        )
+    )
+    rows.extend(("note", note) for note in data["limit_notes"])
+    return rows
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"

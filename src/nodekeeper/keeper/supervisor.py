@@ -1,0 +1,498 @@
+"""The supervisor: the asyncio shell that runs the node and feeds ``policy`` its events.
+
+One run of the node is four concurrent waits: the exit (seen the instant it happens),
+the probe loop (may decide "hung"), the resource sampler (may decide "memory"), and the
+keeper's own shutdown. Whichever finishes first decides how the run ends; the decision
+of what comes next is ``policy.decide_after_exit``. Everything else here is plumbing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import psutil
+
+from nodekeeper.keeper import loopback
+from nodekeeper.keeper.config import ConfigError, KeeperConfig
+from nodekeeper.keeper.output import LineSink, LoggingSink, pump
+from nodekeeper.keeper.policy import (
+    CrashLoopDetector,
+    ProbeTracker,
+    ProbeVerdict,
+    RestartBackoff,
+    SoftLimitCounter,
+    cpu_percent,
+    decide_after_exit,
+)
+from nodekeeper.keeper.probes import HttpProbe, Probe, ProcessProbe, TcpProbe
+from nodekeeper.keeper.states import Event, State, transition
+from nodekeeper.keeper.status import ExitInfo, NodeStatus, PulseInfo
+from nodekeeper.keeper.status import as_dict as status_dict
+from nodekeeper.platform.base import LaunchSpec, Platform, ProcessHandle, ResourceLimits
+
+log = logging.getLogger("nodekeeper.keeper")
+
+# While the node has not yet answered its first probe, probe this often (at most), so the
+# status turns "running" promptly after a start without probing a healthy node more.
+STARTUP_POLL_SECONDS = 1.0
+# How long the output pipes may stay open after the tree is gone (they close at once
+# unless something outside the tree inherited them).
+PIPE_DRAIN_SECONDS = 2.0
+IDENTITY_FILE = "node.json"
+
+
+class ErrorSink(Protocol):
+    """``nodekeeper.logs.ErrorIndex``: what the tray app shows the operator."""
+
+    def record(self, source: str, level: int, message: str, **fields: Any) -> Any: ...
+
+
+def resolve_cores(setting: int | list[int] | None) -> tuple[int, ...] | None:
+    """The core numbers for ``limits.cpu_cores``: a count takes the first N cores this
+    process may use; a list must name cores this process may use."""
+    if setting is None:
+        return None
+    allowed = sorted(psutil.Process().cpu_affinity() or range(os.cpu_count() or 1))
+    if isinstance(setting, int):
+        if setting > len(allowed):
+            raise ConfigError(
+                f"limits.cpu_cores: {setting} cores asked for, only {len(allowed)} available "
+                f"(cores {allowed})"
+            )
+        return tuple(allowed[:setting])
+    unknown = sorted(set(setting) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"limits.cpu_cores: cores {unknown} do not exist or are not usable; allowed: {allowed}"
+        )
+    return tuple(sorted(set(setting)))
+
+
+def make_probe(config: KeeperConfig) -> Probe:
+    if config.probe.kind == "http":
+        return HttpProbe(config.probe.url, config.probe.timeout_seconds)
+    if config.probe.kind == "tcp":
+        host, port = config.tcp_probe_host_port()
+        return TcpProbe(host, port, config.probe.timeout_seconds)
+    return ProcessProbe()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "could not be started"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: KeeperConfig,
+        platform: Platform,
+        sink: LineSink | None = None,
+        errors: ErrorSink | None = None,
+    ) -> None:
+        self.config = config
+        self.platform = platform
+        self.sink = sink or LoggingSink()
+        self.errors = errors
+        cfg = config.restart
+        self.backoff = RestartBackoff(
+            cfg.backoff_initial_seconds, cfg.backoff_max_seconds, cfg.backoff_reset_after_seconds
+        )
+        self.crash_loop = CrashLoopDetector(cfg.crash_loop_crashes, cfg.crash_loop_window_seconds)
+        self.cores = resolve_cores(config.limits.cpu_cores)
+        self.limits = ResourceLimits(
+            memory_hard_bytes=config.limits.memory_hard,
+            cpu_rate_percent=config.limits.cpu_rate_percent,
+            cpu_cores=self.cores,
+            below_normal_priority=config.limits.below_normal_priority,
+        )
+        self.probe = make_probe(config)
+        self.status = NodeStatus(limits=platform.describe_limits(self.limits))
+        self._shutdown: asyncio.Event | None = None
+        self._needs_setup_logged: float | None = None
+        self._unreleased: list[ProcessHandle] = []
+        self._identity_path = config.state_path() / IDENTITY_FILE
+        # Why the current run is ending, beyond its exit code (shown in last_exit.detail).
+        self._exit_detail = ""
+
+    # -- public ------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status as JSON-able data (the status API's body)."""
+        view = {
+            "probe_kind": self.probe.kind,
+            "memory_soft": self.config.limits.memory_soft,
+            "memory_hard": self.config.limits.memory_hard,
+            "cpu_rate_percent": self.config.limits.cpu_rate_percent,
+            "cpu_cores": list(self.cores) if self.cores is not None else None,
+        }
+        return status_dict(self.status, view, self.platform.name)
+
+    def request_shutdown(self) -> None:
+        """Stop the node gracefully and make :meth:`run` return (signal handler safe)."""
+        if self._shutdown is not None:
+            self._shutdown.set()
+
+    async def run(self) -> None:
+        """Supervise until :meth:`request_shutdown`; the node is stopped when it returns."""
+        self._shutdown = asyncio.Event()
+        self._remove_leftover()
+        while not self._shutdown.is_set():
+            code, reason = await self._run_once()
+            self._release_all()
+            if reason == "stopped":
+                self.status.record_exit(ExitInfo(code, "stopped", time.time(), describe_exit(code)))
+                break
+            delay = self._after_exit(code, reason)
+            await self._sleep(delay)
+            self.status.next_start_at = None
+        if self.status.state is not State.STOPPED:
+            self._fire(Event.SHUT_DOWN)
+        self.status.pid = None
+
+    # -- one run -------------------------------------------------------------------------
+
+    async def _run_once(self) -> tuple[int | None, str | None]:
+        """Start the node and supervise it until it exits; returns (exit code, reason) with
+        reason None for an exit the keeper did not ask for."""
+        assert self._shutdown is not None
+        try:
+            handle = await self.platform.start(self._spec())
+        except OSError as exc:
+            log.error("cannot start the node (%s): %s", self.config.node_argv()[0], exc)
+            self._fire(Event.SPAWNED)
+            self.status.started_mono = time.monotonic()
+            self.status.healthy_since_mono = None
+            self._exit_detail = str(exc)
+            return None, None
+        now = time.monotonic()
+        st = self.status
+        st.pid, st.started_at, st.started_mono = handle.pid, time.time(), now
+        st.healthy_since_mono = None
+        st.limits = handle.limits
+        st.probe_failures = 0
+        st.memory_bytes = st.cpu_percent = st.processes = None
+        self._exit_detail = ""
+        self._fire(Event.SPAWNED)
+        self._write_identity(handle)
+        log.info("node started: pid %d (%s)", handle.pid, " ".join(self.config.node_argv()))
+
+        pumps = [
+            asyncio.create_task(pump(handle.stdout, "stdout", self.sink)),
+            asyncio.create_task(pump(handle.stderr, "stderr", self.sink)),
+        ]
+        exited = asyncio.create_task(handle.wait())
+        watchers = {
+            asyncio.create_task(self._probe_loop(handle)),
+            asyncio.create_task(self._sample_loop(handle)),
+        }
+        shutdown = asyncio.create_task(self._shutdown.wait())
+        done, _ = await asyncio.wait(
+            {exited, shutdown, *watchers}, return_when=asyncio.FIRST_COMPLETED
+        )
+        # Probing and sampling end first: nothing may judge a node that is being stopped.
+        for task in (shutdown, *watchers):
+            task.cancel()
+        reason: str | None = None
+        if exited not in done:
+            finished = next(iter(done))
+            reason = "stopped" if finished is shutdown else finished.result()
+            await self._stop(handle, exited, reason or "stopped")
+        code = await exited
+        # Whatever the node left behind (helpers that ignored the stop, daemons) goes too.
+        self.platform.kill_tree(handle)
+        _, pending = await asyncio.wait(pumps, timeout=PIPE_DRAIN_SECONDS)
+        for task in pending:
+            task.cancel()
+        self._unreleased.append(handle)
+        self._clear_identity()
+        return code, reason
+
+    async def _stop(self, handle: ProcessHandle, exited: asyncio.Task[int], reason: str) -> None:
+        """Graceful stop, then after the stop timeout a kill of the whole tree."""
+        if self.status.state is not State.HUNG:
+            self._fire(Event.STOP)
+        timeout = self.config.stop.timeout_seconds
+        deadline = time.monotonic() + timeout
+        how = await self._graceful(handle, timeout)
+        log.info("stopping the node (%s) via %s; kill after %g s", reason, how, timeout)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning("node did not stop within %g s; killing its process tree", timeout)
+            self._exit_detail = f"did not stop within {timeout:g} s; tree killed"
+            self.platform.kill_tree(handle)
+
+    async def _graceful(self, handle: ProcessHandle, timeout: float) -> str:
+        url = self.config.stop.shutdown_url
+        if url:
+            try:
+                token = self.config.shutdown_token_path().read_text().strip()
+            except OSError:
+                token = ""
+            if token:
+                try:
+                    response = await loopback.request(
+                        "POST",
+                        url,
+                        headers={"Authorization": f"Bearer {token}"},
+                        timeout=min(5.0, timeout / 2),
+                    )
+                    if 200 <= response.status < 300:
+                        return "the shutdown endpoint"
+                    log.warning("shutdown endpoint answered HTTP %d", response.status)
+                except loopback.HTTPError as exc:
+                    log.warning("shutdown endpoint failed: %s", exc)
+        if self.platform.request_stop(handle):
+            return self.platform.graceful_signal_name
+        return "nothing (no graceful signal on this platform)"
+
+    async def _probe_loop(self, handle: ProcessHandle) -> str:
+        cfg = self.config.probe
+        tracker = ProbeTracker(cfg.failure_threshold, cfg.start_grace_seconds, time.monotonic())
+        next_at = time.monotonic()
+        if self.probe.kind != "process":
+            next_at += min(cfg.interval_seconds, STARTUP_POLL_SECONDS)
+        while True:
+            # Fixed-rate schedule: a probe that times out does not push the next one back,
+            # so a hang is seen within interval × threshold + timeout.
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            result = await self.probe.check()
+            now = time.monotonic()
+            if handle.returncode is not None:
+                await asyncio.Event().wait()  # the exit wins; this task is cancelled
+            interval = (
+                cfg.interval_seconds
+                if tracker.ever_healthy
+                else min(cfg.interval_seconds, STARTUP_POLL_SECONDS)
+            )
+            next_at = max(next_at + interval, now)
+            verdict = tracker.observe(result.ok, now)
+            previous = self.status.last_pulse
+            self.status.last_pulse = PulseInfo(
+                result.ok,
+                time.time(),
+                result.seconds,
+                result.detail,
+                result.pulse if result.ok else (previous.data if previous else None),
+            )
+            self.status.probe_failures = tracker.failures
+            if verdict is ProbeVerdict.HEALTHY:
+                self._on_healthy(now)
+            elif verdict is ProbeVerdict.HUNG:
+                message = (
+                    f"node is not answering its {self.probe.kind} probe: "
+                    f"{tracker.failures} failures in a row ({result.detail}); restarting it"
+                )
+                log.error(message)
+                self._record_error(message, reason="hung")
+                self._exit_detail = f"probe failed {tracker.failures} times: {result.detail}"
+                self._fire(Event.PROBE_HUNG)
+                return "hung"
+            elif verdict is ProbeVerdict.FAILING:
+                log.warning(
+                    "probe failed (%d/%d): %s",
+                    tracker.failures,
+                    cfg.failure_threshold,
+                    result.detail,
+                )
+
+    def _on_healthy(self, now: float) -> None:
+        st = self.status
+        if st.state is State.STARTING:
+            self._fire(Event.PROBE_OK)
+            st.healthy_since_mono = now
+            log.info("node is healthy")
+        if st.healthy_since_mono is not None:
+            self.backoff.on_healthy(now - st.healthy_since_mono)
+        st.crash_loop = self.crash_loop.looping(now)
+        st.recent_failures = self.crash_loop.recent(now)
+
+    async def _sample_loop(self, handle: ProcessHandle) -> str:
+        cfg = self.config.limits
+        soft = SoftLimitCounter(cfg.memory_soft, cfg.memory_soft_readings)
+        previous: tuple[float, float] | None = None
+        while True:
+            usage = self.platform.usage(handle)
+            now = time.monotonic()
+            if usage is not None:
+                st = self.status
+                st.memory_bytes, st.memory_kind = usage.memory_bytes, usage.memory_kind
+                st.processes = usage.processes
+                if previous is not None:
+                    st.cpu_percent = round(
+                        cpu_percent(previous[0], previous[1], usage.cpu_seconds, now), 2
+                    )
+                previous = (usage.cpu_seconds, now)
+                if soft.observe(usage.memory_bytes):
+                    message = (
+                        f"node memory {usage.memory_bytes} bytes ({usage.memory_kind}) was over "
+                        f"the soft limit {cfg.memory_soft} for {cfg.memory_soft_readings} "
+                        "readings in a row; restarting it gracefully"
+                    )
+                    log.warning(message)
+                    self._record_error(message, reason="memory", level=logging.WARNING)
+                    st.soft_limit_restarts += 1
+                    self._exit_detail = f"soft memory limit {cfg.memory_soft} exceeded"
+                    return "memory"
+            await asyncio.sleep(cfg.sample_interval_seconds)
+
+    # -- between runs --------------------------------------------------------------------
+
+    def _after_exit(self, code: int | None, reason: str | None) -> float:
+        now = time.monotonic()
+        st = self.status
+        healthy = now - st.healthy_since_mono if st.healthy_since_mono is not None else 0.0
+        decision = decide_after_exit(
+            returncode=code,
+            not_set_up_code=self.config.node.not_set_up_exit_code,
+            restart_reason=reason,
+            healthy_seconds=healthy,
+            now=now,
+            backoff=self.backoff,
+            crash_loop=self.crash_loop,
+            setup_recheck=self.config.node.setup_recheck_seconds,
+        )
+        st.pid = None
+        st.started_mono = st.healthy_since_mono = None
+        st.memory_bytes = st.cpu_percent = st.processes = None
+        detail = describe_exit(code) + (f"; {self._exit_detail}" if self._exit_detail else "")
+        if decision.action == "needs-setup":
+            st.record_exit(ExitInfo(code, "not-set-up", time.time(), detail))
+            self._fire(Event.EXITED_NOT_SET_UP)
+            self._log_needs_setup(now)
+        else:
+            self._needs_setup_logged = None
+            label = reason or ("start-failed" if code is None else "crash")
+            st.record_exit(ExitInfo(code, label, time.time(), detail))
+            st.restarts += 1
+            newly_looping = decision.crash_loop and not st.crash_loop
+            st.crash_loop = decision.crash_loop
+            st.recent_failures = self.crash_loop.recent(now)
+            self._fire(Event.EXITED_LOOPING if decision.crash_loop else Event.EXITED)
+            if label in ("crash", "start-failed"):
+                log.error("node %s; restarting in %.3g s", detail, decision.delay)
+                self._record_error(f"node {detail}", reason=label, exit_code=code)
+            else:
+                log.info("restarting the node in %.3g s (%s)", decision.delay, label)
+            if newly_looping:
+                message = (
+                    f"node is in a crash loop: {st.recent_failures} failures in "
+                    f"{self.config.restart.crash_loop_window_seconds:g} s; the keeper keeps "
+                    f"restarting it (next in {decision.delay:.3g} s)"
+                )
+                log.error(message)
+                self._record_error(message, reason="crash-loop")
+        st.next_start_at = time.time() + decision.delay
+        return decision.delay
+
+    def _log_needs_setup(self, now: float) -> None:
+        every = self.config.node.needs_setup_log_seconds
+        if self._needs_setup_logged is not None and now - self._needs_setup_logged < every:
+            return
+        first = self._needs_setup_logged is None
+        self._needs_setup_logged = now
+        message = (
+            f"the node is not set up (exit code {self.config.node.not_set_up_exit_code}): run "
+            f"`storagenode setup --config-dir {self.config.node_config_path()} ...`; "
+            f"the keeper checks again every {self.config.node.setup_recheck_seconds:g} s"
+        )
+        log.warning(message)
+        if first:
+            self._record_error(message, reason="needs-setup", level=logging.WARNING)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._shutdown is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._shutdown.wait(), seconds)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _spec(self) -> LaunchSpec:
+        env = dict(os.environ)
+        env.update(self.config.node_env())
+        if self.config.limits.gomaxprocs:
+            procs = self._gomaxprocs()
+            if procs is not None:
+                # A Go node otherwise sizes its scheduler to every core of the machine.
+                env["GOMAXPROCS"] = str(procs)
+        return LaunchSpec(
+            argv=self.config.node_argv(),
+            env=env,
+            cwd=self.config.node_cwd(),
+            limits=self.limits,
+            name="storagenode",
+        )
+
+    def _gomaxprocs(self) -> int | None:
+        counts = []
+        if self.cores is not None:
+            counts.append(len(self.cores))
+        if self.config.limits.cpu_rate_percent is not None:
+            counts.append(max(1, math.ceil(self.config.limits.cpu_rate_percent / 100)))
+        return min(counts) if counts else None
+
+    def _fire(self, event: Event) -> None:
+        before = self.status.state
+        self.status.state = transition(before, event)
+        if self.status.state is not before:
+            log.debug("state %s → %s (%s)", before.value, self.status.state.value, event.value)
+
+    def _record_error(
+        self, message: str, *, reason: str, level: int = logging.ERROR, **fields: Any
+    ) -> None:
+        if self.errors is None:
+            return
+        try:
+            self.errors.record("keeper", level, message, reason=reason, **fields)
+        except Exception:
+            log.exception("cannot write the error index")
+
+    def _release_all(self) -> None:
+        # A cgroup can only be removed once the kernel has emptied it, which may take a
+        # moment after SIGKILL; what fails now is retried after the next run.
+        still = []
+        for handle in self._unreleased:
+            self.platform.release(handle)
+            if getattr(handle, "cgroup", None) is not None:
+                still.append(handle)
+        self._unreleased = still
+
+    def _write_identity(self, handle: ProcessHandle) -> None:
+        try:
+            self._identity_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._identity_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(handle.identity()))
+            os.replace(tmp, self._identity_path)
+        except OSError as exc:
+            log.warning("cannot record the node's identity in %s: %s", self._identity_path, exc)
+
+    def _clear_identity(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._identity_path.unlink()
+
+    def _remove_leftover(self) -> None:
+        """A keeper that was killed may have left the node's descendants behind."""
+        try:
+            identity: Mapping[str, Any] = json.loads(self._identity_path.read_text())
+        except (OSError, ValueError):
+            return
+        killed = self.platform.kill_leftover(identity)
+        if killed:
+            log.warning("killed %d process(es) left by a previous keeper (%s)", killed, identity)
+        self._clear_identity()

@@ -1,0 +1,341 @@
+"""Linux (and other POSIX) implementation of the platform interface.
+
+- Own process group: the node starts in a new session (``setsid``), so SIGTERM/SIGKILL go
+  to the whole group with one ``killpg`` and the keeper's terminal does not signal it.
+- Own cgroup v2 where the keeper can make one: it catches descendants that leave the
+  process group (a daemon that calls setsid), measures the whole tree, and carries
+  ``memory.max`` / ``cpu.max`` when those controllers are delegated to the keeper.
+- Hard memory limit without a memory controller: RLIMIT_AS, set in the child before exec.
+  It limits address space, not resident memory; a Go node reserves far more address
+  space than it touches, so the limit must be set generously there (DESIGN.md).
+- The node dies with the keeper: PR_SET_PDEATHSIG(SIGKILL) in the child, and a keeper that
+  restarts after being killed removes whatever its predecessor left (``kill_leftover``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from nodekeeper.platform import cgroup
+from nodekeeper.platform.base import (
+    MECH_CGROUP_CPU,
+    MECH_CGROUP_MEMORY,
+    MECH_NICE,
+    MECH_NONE,
+    MECH_RLIMIT_AS,
+    MECH_SCHED_AFFINITY,
+    LaunchSpec,
+    LimitReport,
+    Platform,
+    ProcessHandle,
+    ResourceLimits,
+    Usage,
+)
+
+PR_SET_PDEATHSIG = 1
+NICE_BELOW_NORMAL = 10
+CPU_PERIOD_USEC = 100_000
+# Lines of node output longer than this are split rather than failing the reader.
+STREAM_LIMIT = 1024 * 1024
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    # Resolved in the parent: after fork only async-signal-safe work should happen, and
+    # dlopen is not that.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    return libc.prctl  # type: ignore[no-any-return]
+
+
+_prctl = _load_prctl()
+
+
+class PosixHandle(ProcessHandle):
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        create_time: float,
+        group: Path | None,
+        limits: LimitReport,
+    ) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+        assert proc.stdout is not None and proc.stderr is not None
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.limits = limits
+        self.create_time = create_time
+        self.cgroup = group
+        # Descendants seen so far (pid → create time), so that kill_tree can still find a
+        # grandchild whose parent died and that left the process group.
+        self.seen: dict[int, float] = {}
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "platform": "posix",
+            "pid": self.pid,
+            "pgid": self.pid,
+            "create_time": self.create_time,
+            "cgroup": str(self.cgroup) if self.cgroup else None,
+        }
+
+
+class PosixPlatform(Platform):
+    name = "posix"
+    graceful_signal_name = "SIGTERM"
+
+    def describe_limits(self, limits: ResourceLimits) -> LimitReport:
+        return self._report(limits, cgroup.plan(_wanted(limits)))
+
+    async def start(self, spec: LaunchSpec) -> ProcessHandle:
+        limits = spec.limits
+        placement = cgroup.plan(_wanted(limits)) if sys.platform.startswith("linux") else None
+        group = (
+            cgroup.create(placement.parent, spec.name) if placement and placement.parent else None
+        )
+        if group is None and placement is not None:
+            placement.available = set()
+        report = self._report(limits, placement)
+        if group is not None:
+            if report.memory_hard == MECH_CGROUP_MEMORY:
+                cgroup.write(group, "memory.max", str(limits.memory_hard_bytes))
+                # Without this the kernel swaps the node out instead of enforcing the limit.
+                cgroup.write(group, "memory.swap.max", "0")
+            if report.cpu_rate == MECH_CGROUP_CPU and limits.cpu_rate_percent:
+                quota = max(1000, int(CPU_PERIOD_USEC * limits.cpu_rate_percent / 100))
+                cgroup.write(group, "cpu.max", f"{quota} {CPU_PERIOD_USEC}")
+        preexec = _child_setup(
+            keeper_pid=os.getpid(),
+            procs_file=str(group / "cgroup.procs") if group else None,
+            rlimit_as=limits.memory_hard_bytes if report.memory_hard == MECH_RLIMIT_AS else None,
+            cores=limits.cpu_cores,
+            nice=NICE_BELOW_NORMAL if limits.below_normal_priority else None,
+        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(spec.env),
+                cwd=spec.cwd,
+                start_new_session=True,
+                preexec_fn=preexec,
+                limit=STREAM_LIMIT,
+            )
+        except BaseException:
+            if group is not None:
+                cgroup.remove(group)
+            raise
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            create_time = 0.0  # exited already; the handle still reports its exit
+        return PosixHandle(proc, create_time, group, report)
+
+    def request_stop(self, handle: ProcessHandle) -> bool:
+        # The whole group, like a terminal's Ctrl-C and systemd's default KillMode: helpers
+        # the node started get the same chance to finish.
+        if handle.returncode is not None:
+            return True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(handle.pid, signal.SIGTERM)
+        return True
+
+    def kill_tree(self, handle: ProcessHandle) -> None:
+        assert isinstance(handle, PosixHandle)
+        if handle.cgroup is not None:
+            cgroup.kill(handle.cgroup)
+        if handle.returncode is None:
+            # The root is alive (not yet reaped), so its pid is still its own: safe to walk.
+            handle.seen.update(_descendants(handle.pid))
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(handle.pid, signal.SIGKILL)
+        for pid, created in list(handle.seen.items()):
+            _kill_if_same(pid, created)
+
+    def usage(self, handle: ProcessHandle) -> Usage | None:
+        assert isinstance(handle, PosixHandle)
+        if handle.returncode is not None:
+            return None
+        if handle.cgroup is not None:
+            members = cgroup.pids(handle.cgroup)
+        else:
+            found = _descendants(handle.pid)
+            handle.seen.update(found)
+            members = [handle.pid, *found]
+        rss = 0
+        cpu = 0.0
+        alive = 0
+        for pid in members:
+            try:
+                proc = psutil.Process(pid)
+                with proc.oneshot():
+                    rss += proc.memory_info().rss
+                    times = proc.cpu_times()
+                    cpu += times.user + times.system + times.children_user + times.children_system
+                alive += 1
+            except psutil.Error:
+                continue
+        if handle.cgroup is not None:
+            # Whole-tree accounting by the kernel beats summing: it includes children that
+            # already exited and does not double-count shared pages.
+            cpu = cgroup.cpu_seconds(handle.cgroup) or cpu
+            current = cgroup.memory_current(handle.cgroup)
+            if current is not None:
+                return Usage(current, "cgroup", cpu, alive)
+        return Usage(rss, "rss", cpu, alive)
+
+    def release(self, handle: ProcessHandle) -> None:
+        assert isinstance(handle, PosixHandle)
+        if handle.cgroup is not None and cgroup.remove(handle.cgroup):
+            handle.cgroup = None
+
+    def kill_leftover(self, identity: Mapping[str, Any]) -> int:
+        if identity.get("platform") != "posix":
+            return 0
+        killed = 0
+        pid = int(identity.get("pid", 0))
+        created = float(identity.get("create_time", 0.0))
+        group_path = identity.get("cgroup")
+        if group_path and Path(group_path).is_dir():
+            path = Path(group_path)
+            killed += len(cgroup.pids(path))
+            cgroup.kill(path)
+            for _ in range(50):
+                if cgroup.remove(path):
+                    break
+                # The kernel needs a moment to empty a cgroup after SIGKILL.
+                import time
+
+                time.sleep(0.02)
+        # Members of the old process group, created no earlier than its leader: a pid
+        # reused since then would have a different group or an earlier creation time...
+        # unless it was recycled as a new group leader, which create_time rules out too.
+        for proc in psutil.process_iter(["pid", "create_time"]):
+            try:
+                if os.getpgid(proc.pid) != pid or proc.info["create_time"] < created - 0.01:
+                    continue
+                proc.kill()
+                killed += 1
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                continue
+        return killed
+
+    @staticmethod
+    def _report(limits: ResourceLimits, placement: cgroup.CgroupPlan | None) -> LimitReport:
+        available = placement.available if placement else set()
+        notes = []
+        memory = cpu = affinity = priority = MECH_NONE
+        if limits.memory_hard_bytes is not None:
+            if "memory" in available:
+                memory = MECH_CGROUP_MEMORY
+            else:
+                memory = MECH_RLIMIT_AS
+                notes.append(
+                    "hard memory limit: no cgroup v2 memory controller"
+                    + (f" ({placement.reason})" if placement and placement.reason else "")
+                    + "; using RLIMIT_AS (limits address space, not resident memory)"
+                )
+        if limits.cpu_rate_percent is not None:
+            if "cpu" in available:
+                cpu = MECH_CGROUP_CPU
+            else:
+                notes.append(
+                    "CPU rate cap not in force: no cgroup v2 cpu controller"
+                    + (f" ({placement.reason})" if placement and placement.reason else "")
+                )
+        if limits.cpu_cores is not None:
+            if hasattr(os, "sched_setaffinity"):
+                affinity = MECH_SCHED_AFFINITY
+            else:
+                notes.append("core affinity not in force: no sched_setaffinity on this OS")
+        if limits.below_normal_priority:
+            priority = f"{MECH_NICE} {NICE_BELOW_NORMAL}"
+        return LimitReport(memory, cpu, affinity, priority, tuple(notes))
+
+
+def _wanted(limits: ResourceLimits) -> set[str]:
+    wanted = set()
+    if limits.memory_hard_bytes is not None:
+        wanted.add("memory")
+    if limits.cpu_rate_percent is not None:
+        wanted.add("cpu")
+    return wanted
+
+
+def _child_setup(
+    *,
+    keeper_pid: int,
+    procs_file: str | None,
+    rlimit_as: int | None,
+    cores: tuple[int, ...] | None,
+    nice: int | None,
+) -> Callable[[], None]:
+    """The function run in the child between fork and exec. Limits go here, not after
+    the start: by then the node could already have allocated or forked."""
+
+    def setup() -> None:
+        if _prctl is not None:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            # The keeper may have died between fork and prctl; then no signal would come.
+            if os.getppid() != keeper_pid:
+                os._exit(1)
+        if procs_file is not None:
+            # Join the cgroup before exec, so that every descendant is born inside it.
+            with contextlib.suppress(OSError), open(procs_file, "w") as fh:
+                fh.write(str(os.getpid()))
+        if rlimit_as is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (rlimit_as, rlimit_as))
+        if cores is not None:
+            os.sched_setaffinity(0, cores)
+        if nice is not None:
+            current = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, 0, max(current, nice))
+
+    return setup
+
+
+def _descendants(pid: int) -> dict[int, float]:
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return {}
+    found = {}
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            found[child.pid] = child.create_time()
+    return found
+
+
+def _kill_if_same(pid: int, created: float) -> None:
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - created) < 0.01:
+            proc.kill()
+    except psutil.Error:
+        pass
