@@ -264,6 +264,8 @@ class LogDirectory:
     def _run(self) -> None:
         next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
         while True:
+            while self._notes:
+                log.warning("%s", self._notes.popleft())
             with self._lock:
                 job = self._next_job()
                 if job is None and self._stopping:
@@ -275,8 +277,6 @@ class LogDirectory:
                 next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
                 self.enforce()
             self._retry_doomed()
-            while self._notes:
-                log.warning("%s", self._notes.popleft())
             self._wake.wait(self._idle_wait(next_maintenance))
             self._wake.clear()
 
