@@ -87,7 +87,7 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> NodeProcess:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -95,6 +95,7 @@ class NodeProcess:
             self.proc.wait(10)
 
     def start(self) -> NodeProcess:
+        assert self.proc is None, "a NodeProcess runs one process; make another for a restart"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=log)
         return self
