@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from .app import create_app
+from .fastlane import make_protocol
 from .settings import ServerSettings
 
 
@@ -12,6 +13,7 @@ def run_server(settings: ServerSettings, host: str, port: int) -> int:
     app = create_app(settings)
     config = uvicorn.Config(
         app,
+        http=make_protocol(app.state.documents),
         host=host,
         port=port,
         access_log=False,  # admin changes are audited in the database; GET / is hot
