@@ -1,0 +1,72 @@
+"""A gigabyte of lines into a 50 MB cap, watched from outside while it happens."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from nodekeeper.logs import LogSettings, RotatingFile
+
+from .helpers import all_lines, archives, snapshot
+
+CAP = 50_000_000
+FILE = 5_000_000
+FLOOD = 1_000_000_000
+LINES_PER_WRITE = 500
+PAD = b"storagenode piecestore upload started " + b"x" * 44  # ~96-byte lines
+
+
+def test_gigabyte_flood_never_exceeds_the_cap(tmp_path):
+    settings = LogSettings(max_file_size=FILE, total_cap=CAP)
+    log = RotatingFile(tmp_path, "storagenode", ".log", settings)
+    active = {"storagenode.log"}
+    done = threading.Event()
+    samples = []
+    worst = []
+
+    def watch():
+        while not done.is_set():
+            snap = snapshot(tmp_path, active)
+            if snap is not None:
+                samples.append(snap)
+                if snap.archived > CAP or snap.active > FILE + FILE // 8:
+                    worst.append(snap)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    started = time.monotonic()
+    written = n = 0
+    try:
+        # Whole lines, many per call: the Python loop would otherwise be the bottleneck
+        # and the flood would take minutes instead of seconds. The cap, rotation and
+        # compression see the same bytes either way.
+        while written < FLOOD:
+            block = b"".join([b"%012d %s\n" % (i, PAD) for i in range(n, n + LINES_PER_WRITE)])
+            log.write(block)
+            n += LINES_PER_WRITE
+            written += len(block)
+    finally:
+        done.set()
+        watcher.join()
+    flood_seconds = time.monotonic() - started
+    log.close(timeout=None)  # let the compressor finish what waits
+
+    print(
+        f"flood: {written / 1e9:.2f} GB, {n} lines in {flood_seconds:.1f} s, {len(samples)} samples"
+    )
+    assert not worst, f"over the cap: {worst[:5]}"
+    assert len(samples) >= 100, "the watcher hardly saw the flood"
+    assert max(s.archived for s in samples) > CAP // 2, "the flood never came near the cap"
+
+    final = snapshot(tmp_path, active)
+    assert final is not None and final.archived <= CAP
+    kept = archives(tmp_path, "storagenode")
+    assert len(kept) >= 5
+    assert all(p.name.endswith(".gz") for p in kept), [p.name for p in kept]
+    assert not list(tmp_path.glob("*.tmp"))
+
+    numbers = [int(line.split(b" ", 1)[0]) for line in all_lines(tmp_path, "storagenode")]
+    # The newest lines, in order, without a gap, up to the very last one written.
+    assert numbers == list(range(numbers[0], n))
+    assert len(numbers) * (len(PAD) + 14) > 2 * FILE
