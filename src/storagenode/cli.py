@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except Exception:
+        # Still one JSON line, so the keeper files it as an ERROR and not as noise.
+        from storagenode.log import configure
+
+        configure().exception("unexpected failure")
+        return exitcodes.FAILURE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "version":
         print(f"Version: {VERSION}")
         return exitcodes.OK

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,11 +32,17 @@ class NodeHTTPServer(ThreadingHTTPServer):
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup of the host (getfqdn), which can
-        # take seconds on a machine with broken DNS; we never use the name.
-        self.socket.bind(self.server_address)
-        self.server_address = self.socket.getsockname()
+        # take seconds on a machine with broken DNS; we never use the name. TCPServer's
+        # version sets SO_REUSEADDR and binds.
+        socketserver.TCPServer.server_bind(self)
         self.server_name = str(self.server_address[0])
         self.server_port = int(self.server_address[1])
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # socketserver would print a bare traceback; the keeper reads JSON lines.
+        get_logger().error(
+            "request failed", exc_info=True, extra={"fields": {"client": str(client_address)}}
+        )
 
 
 class JsonHandler(BaseHTTPRequestHandler):

@@ -146,3 +146,17 @@ def test_version_prints_the_line_storj_tools_parse() -> None:
     result = run_once(DEV_NODE, "version")
     assert result.returncode == 0
     assert result.stdout == "Version: 0.0.0-dev\n"
+
+
+def test_info_prints_the_node_id(tmp_path: Path) -> None:
+    import json
+
+    setup = setup_node(tmp_path)
+    result = run_once(DEV_NODE, "info", "--config-dir", str(setup.config_dir))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    _key, raw_id = load_identity(setup.config_dir / "identity.key")
+    assert parse_node_id(info["node_id"]) == raw_id
+    assert info["control_listen"] == f"127.0.0.1:{setup.control_port}"
+    missing = run_once(DEV_NODE, "info", "--config-dir", str(tmp_path / "none"))
+    assert missing.returncode == exitcodes.NOT_CONFIGURED
