@@ -97,24 +97,23 @@ async def _serve(config: KeeperConfig, supervisor: Any) -> None:
 
 
 def _setup_logging(config: KeeperConfig) -> tuple[Any, Any]:
-    """Keeper and node logs through nodekeeper.logs; plain stderr if it is unavailable."""
-    from nodekeeper.keeper.output import LoggingSink, RotatingSink
+    """Keeper log and node output into rotating files under the data dir, errors into the
+    error index; the keeper's log also goes to stderr (the terminal, or journald)."""
+    from nodekeeper.keeper.output import RotatingSink
+    from nodekeeper.logs import ErrorIndex, setup_keeper_logging
 
     directory = config.logs_path()
-    try:
-        from nodekeeper.logs import ErrorIndex, setup_keeper_logging
-    except ImportError:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        return LoggingSink(), None
     try:
         directory.mkdir(parents=True, exist_ok=True)
         errors = ErrorIndex(directory, config.logs)
         setup_keeper_logging(directory, config.logs, errors)
-        return RotatingSink(directory, config.logs, errors), errors
+        sink = RotatingSink(directory, config.logs, errors)
     except OSError as exc:
         raise CommandError(f"cannot write logs in {directory}: {exc.strerror}") from None
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(console)
+    return sink, errors
 
 
 # -- status ------------------------------------------------------------------------------

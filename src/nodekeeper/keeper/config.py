@@ -29,13 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-try:
-    from nodekeeper.logs import LogSettings
-except ImportError:  # until nodekeeper.logs lands: accept the table, validate nothing
-
-    class LogSettings(BaseModel):  # type: ignore[no-redef]
-        model_config = ConfigDict(extra="allow", frozen=True)
-
+from nodekeeper.logs import LogSettings
 
 DEFAULT_STATUS_PORT = 7779
 

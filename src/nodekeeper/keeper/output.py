@@ -31,7 +31,9 @@ class RotatingSink:
         self._level_of = level_of_line
 
     def write(self, line: str, stream: str) -> None:
-        self._log.write(line, level=self._level_of(line, stream), source=stream)
+        # The level comes from the line (and the stream it came on); lines at ERROR and
+        # above reach the error index through the RotatingLog.
+        self._log.write(line, level=self._level_of(line, stream), source="storagenode")
 
     def close(self) -> None:
         close = getattr(self._log, "close", None)

@@ -50,6 +50,11 @@ PIPE_DRAIN_SECONDS = 2.0
 IDENTITY_FILE = "node.json"
 
 
+# Events the supervisor records in the error index itself (with structured fields) are
+# logged at WARNING in keeper.log: the keeper's log handler copies every ERROR line into
+# the index too, and the tray app should see each event once.
+
+
 class ErrorSink(Protocol):
     """``nodekeeper.logs.ErrorIndex``: what the tray app shows the operator."""
 
@@ -299,7 +304,7 @@ class Supervisor:
                     f"node is not answering its {self.probe.kind} probe: "
                     f"{tracker.failures} failures in a row ({result.detail}); restarting it"
                 )
-                log.error(message)
+                log.warning(message)
                 self._record_error(message, reason="hung")
                 self._exit_detail = f"probe failed {tracker.failures} times: {result.detail}"
                 self._fire(Event.PROBE_HUNG)
@@ -386,7 +391,7 @@ class Supervisor:
             st.recent_failures = self.crash_loop.recent(now)
             self._fire(Event.EXITED_LOOPING if decision.crash_loop else Event.EXITED)
             if label in ("crash", "start-failed"):
-                log.error("node %s; restarting in %.3g s", detail, decision.delay)
+                log.warning("node %s; restarting in %.3g s", detail, decision.delay)
                 self._record_error(f"node {detail}", reason=label, exit_code=code)
             else:
                 log.info("restarting the node in %.3g s (%s)", decision.delay, label)
@@ -396,7 +401,7 @@ class Supervisor:
                     f"{self.config.restart.crash_loop_window_seconds:g} s; the keeper keeps "
                     f"restarting it (next in {decision.delay:.3g} s)"
                 )
-                log.error(message)
+                log.warning(message)
                 self._record_error(message, reason="crash-loop")
         st.next_start_at = time.time() + decision.delay
         return decision.delay
