@@ -9,7 +9,7 @@ from .fastlane import make_protocol
 from .settings import ServerSettings
 
 
-def run_server(settings: ServerSettings, host: str, port: int) -> int:
+def build_server(settings: ServerSettings, host: str, port: int) -> uvicorn.Server:
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -21,5 +21,9 @@ def run_server(settings: ServerSettings, host: str, port: int) -> int:
         server_header=False,
         date_header=True,
     )
-    uvicorn.Server(config).run()
+    return uvicorn.Server(config)
+
+
+def run_server(settings: ServerSettings, host: str, port: int) -> int:
+    build_server(settings, host, port).run()
     return 0
