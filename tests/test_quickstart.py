@@ -39,7 +39,7 @@ def test_quickstart_serves_the_example_and_the_printed_commands_work(tmp_path):
         token_file = tmp_path / "control-plane" / "admin-token"
         env = dict(os.environ, NODEKEEPER_SERVER=url, NODEKEEPER_ADMIN_TOKEN=token_file.read_text())
         commands = [
-            line.strip().split()[1:] for line in lines if line.strip().startswith("nodekeeper ")
+            line.split()[1:] for line in lines if line.startswith("  nodekeeper ")
         ]
         assert [c[:2] for c in commands] == [
             ["rollout", "status"], ["release", "publish"], ["rollout", "start"],
