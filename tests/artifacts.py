@@ -13,7 +13,6 @@ tests:
 from __future__ import annotations
 
 import json
-import os
 import sys
 import zipfile
 from pathlib import Path
@@ -28,7 +27,8 @@ ENTRY_MODULE = "storagenode_fixture"
 FAULTY_KINDS: dict[str, str] = {
     "crash_at_start": "logs an ERROR line and dies with a traceback (exit 1) after "
     "`crash_after` s (default 0)",
-    "hang_after_start": "serves normally, then after `hang_after` s (default 1) every request "
+    "hang_after_start": "serves normally, then `hang_after` s (default 1) after its first pulse "
+    "every request "
     "(pulse and /shutdown included) blocks forever; with `ignore_stop` (default True) "
     "SIGTERM/CTRL_BREAK are ignored too, so only a kill ends it",
     "leak_memory": "serves normally while its memory grows by `leak_mb_per_s` MB/s (default "
@@ -84,14 +84,16 @@ def _log(level, msg):
 
 
 def _hang_later(delay, ignore_stop):
+    """Hang ``delay`` s after the first pulse is served, so a slow start under load
+    cannot eat the healthy period a test (or the keeper) is meant to see."""
+    from storagenode.control import ControlHandler
+    from storagenode.public import PublicHandler
+    from storagenode.state import NodeState
+
+    def blocked(self, *args):
+        threading.Event().wait()
+
     def hang():
-        from storagenode.control import ControlHandler
-        from storagenode.public import PublicHandler
-        from storagenode.state import NodeState
-
-        def blocked(self, *args):
-            threading.Event().wait()
-
         for cls in (ControlHandler, PublicHandler):
             for name in ("do_GET", "do_POST", "do_PUT", "do_DELETE"):
                 setattr(cls, name, blocked)
@@ -99,9 +101,17 @@ def _hang_later(delay, ignore_stop):
             NodeState.request_stop = lambda self, reason: None
         _log("WARNING", "fixture: node hangs now")
 
-    timer = threading.Timer(delay, hang)
-    timer.daemon = True
-    timer.start()
+    healthy_get = ControlHandler.do_GET
+    armed = threading.Lock()
+
+    def first_pulse_arms(self):
+        if armed.acquire(blocking=False):
+            timer = threading.Timer(delay, hang)
+            timer.daemon = True
+            timer.start()
+        return healthy_get(self)
+
+    ControlHandler.do_GET = first_pulse_arms
 
 
 def _leak(mb_per_s, limit_mb):
@@ -166,7 +176,8 @@ def build_good(version: str, out_dir: Path, extra_migration: int = 0) -> Path:
 def build_faulty(
     kind: str, version: str, out_dir: Path, *, extra_migration: int = 0, **options: Any
 ) -> Path:
-    """A release that misbehaves as FAULTY_KINDS[kind] says."""
+    """A release that misbehaves as FAULTY_KINDS[kind] says. Its zip is named like a good
+    one (storagenode_<version>.zip): give faulty builds their own out_dir or version."""
     if kind not in FAULTY_KINDS:
         raise ValueError(f"unknown fault {kind!r}; choose one of {sorted(FAULTY_KINDS)}")
     return build_artifact(
@@ -196,4 +207,4 @@ def node_argv(install_dir: Path, *args: str, python: str = sys.executable) -> li
     files = [p.relative_to(install_dir).as_posix() for p in install_dir.rglob("*") if p.is_file()]
     manifest_path = install_dir / MANIFEST_NAME
     data = manifest_path.read_bytes() if manifest_path.exists() else None
-    return run_argv(manifest_for_zip(files, data), str(install_dir), python, args, sep=os.sep)
+    return run_argv(manifest_for_zip(files, data), str(install_dir), python, args)

@@ -116,7 +116,11 @@ class PublicHandler(JsonHandler):
                 get_logger().error("disk full", extra={"fields": {"piece": piece_id}})
                 self.send_error_json(507, "the disk is full")
                 return
-            raise
+            get_logger().error(
+                "cannot store piece", exc_info=True, extra={"fields": {"piece": piece_id}}
+            )
+            self.send_error_json(500, f"cannot store the piece: {exc.strerror or exc}")
+            return
         get_logger().debug("piece stored", extra={"fields": {"piece": piece_id, "size": info.size}})
         self.send_json(201, {"id": info.piece_id, "size": info.size, "sha256": info.sha256})
 

@@ -118,7 +118,8 @@ def test_run_argv_executable() -> None:
         "C:\\nk\\v1\\bin\\storagenode.exe",
         "version",
     ]
-    assert run_argv(manifest, "/opt/v1", "py", ["run"]) == ["/opt/v1/bin/storagenode.exe", "run"]
+    posix = run_argv(manifest, "/opt/v1", "py", ["run"], sep="/")
+    assert posix == ["/opt/v1/bin/storagenode.exe", "run"]
 
 
 def test_run_argv_python_runs_the_install_dir_first(tmp_path) -> None:

@@ -19,6 +19,7 @@ older keeper can still run an artifact that carries newer, optional information;
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 from collections.abc import Sequence
@@ -190,10 +191,10 @@ def run_argv(
     python: str,
     args: Sequence[str] = (),
     *,
-    sep: str = "/",
+    sep: str = os.sep,
 ) -> list[str]:
     """The command line that runs the installed artifact with ``args`` (e.g. ``["run",
-    "--config-dir", D]``). ``sep`` is the target OS's path separator (``os.sep``)."""
+    "--config-dir", D]``). ``sep`` is the target OS's path separator."""
     if isinstance(manifest.run, PythonRun):
         return [python, "-I", "-c", PYTHON_BOOTSTRAP, install_dir, manifest.run.module, *args]
     base = install_dir.rstrip("/\\")
