@@ -38,9 +38,7 @@ def test_quickstart_serves_the_example_and_the_printed_commands_work(tmp_path):
         # the commands it printed, run as printed
         token_file = tmp_path / "control-plane" / "admin-token"
         env = dict(os.environ, NODEKEEPER_SERVER=url, NODEKEEPER_ADMIN_TOKEN=token_file.read_text())
-        commands = [
-            line.split()[1:] for line in lines if line.startswith("  nodekeeper ")
-        ]
+        commands = [line.split()[1:] for line in lines if line.startswith("  nodekeeper ")]
         assert [c[:2] for c in commands] == [
             ["rollout", "status"], ["release", "publish"], ["rollout", "start"],
             ["rollout", "status"],

@@ -94,9 +94,7 @@ def make_protocol(documents: DocumentCache) -> type[asyncio.Protocol] | str:
                 return
             self._fast = False
             response = current()
-            keep_alive = (
-                self.parser.get_http_version() == "1.1" and self.parser.should_keep_alive()
-            )
+            keep_alive = self.parser.get_http_version() == "1.1" and self.parser.should_keep_alive()
             inm = next((v for k, v in self.headers if k == b"if-none-match"), None)
             head = (
                 response.not_modified_head
