@@ -31,7 +31,9 @@ class JsonLineFormatter(logging.Formatter):
                 line.setdefault(key, value)
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        # ASCII only: a Windows console or pipe may not take UTF-8, and a log line that
+        # cannot be encoded would be lost; JSON escapes keep every character.
+        return json.dumps(line, default=str, ensure_ascii=True)
 
 
 def _utc_timestamp(created: float) -> str:
