@@ -88,7 +88,7 @@ def _hang_later(delay, ignore_stop):
     cannot eat the healthy period a test (or the keeper) is meant to see."""
     from storagenode.control import ControlHandler
     from storagenode.public import PublicHandler
-    from storagenode.state import NodeState
+    from storagenode.state import StopRequest
 
     def blocked(self, *args):
         threading.Event().wait()
@@ -98,7 +98,7 @@ def _hang_later(delay, ignore_stop):
             for name in ("do_GET", "do_POST", "do_PUT", "do_DELETE"):
                 setattr(cls, name, blocked)
         if ignore_stop:
-            NodeState.request_stop = lambda self, reason: None
+            StopRequest.request = lambda self, reason: None
         _log("WARNING", "fixture: node hangs now")
 
     healthy_get = ControlHandler.do_GET

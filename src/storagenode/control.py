@@ -38,4 +38,4 @@ class ControlHandler(JsonHandler):
             self.send_error_json(403, "wrong shutdown token")
             return
         self.send_json(202, {"status": "stopping"})
-        self.state.request_stop("shutdown requested on the control address")
+        self.state.stop.request("shutdown requested on the control address")

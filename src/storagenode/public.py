@@ -32,7 +32,7 @@ class PublicHandler(JsonHandler):
         if not match:
             self.send_error_json(404, "no such endpoint: use /pieces/{id}")
             return None
-        if self.state.stopping.is_set():
+        if self.state.stop.is_set():
             self.send_error_json(503, "node is shutting down")
             return None
         return match.group(1)

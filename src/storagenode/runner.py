@@ -23,7 +23,7 @@ from storagenode.identity import IdentityError, load_identity, node_id_text
 from storagenode.log import configure
 from storagenode.migrations import DowngradeError, MigrationError
 from storagenode.public import PublicHandler
-from storagenode.state import NodeState
+from storagenode.state import NodeState, StopRequest
 from storagenode.store import PieceStore
 
 # The keeper waits 30 s after asking for a stop before it kills the process tree; finish
@@ -36,6 +36,8 @@ POLL_INTERVAL = 0.05
 def run(config_dir: Path, log_level: str | None = None) -> int:
     t0 = time.monotonic()
     log = configure(log_level or "INFO")
+    stop = StopRequest()
+    _install_stop_signals(stop)
     try:
         config = load_config(config_dir)
         if log_level is None:
@@ -69,7 +71,13 @@ def run(config_dir: Path, log_level: str | None = None) -> int:
         log.error(f"cannot open the piece store in {config.storage_dir}: {exc}")
         return exitcodes.STORAGE_UNAVAILABLE
 
-    state = NodeState(version=VERSION, node_id=node_id, store=store, shutdown_token=token)
+    if stop.is_set():
+        store.close()
+        log.info("stopped before serving", extra={"fields": {"reason": stop.reason}})
+        return exitcodes.OK
+    state = NodeState(
+        version=VERSION, node_id=node_id, store=store, shutdown_token=token, stop=stop
+    )
     servers: list[NodeHTTPServer] = []
     try:
         for address, handler in (
@@ -88,7 +96,6 @@ def run(config_dir: Path, log_level: str | None = None) -> int:
             store.close()
     public, control = servers
 
-    _install_stop_signals(state)
     threads = [
         threading.Thread(target=s.serve_forever, args=(POLL_INTERVAL,), name=n, daemon=True)
         for s, n in ((public, "public"), (control, "control"))
@@ -111,10 +118,10 @@ def run(config_dir: Path, log_level: str | None = None) -> int:
         },
     )
     # A timed wait, because an untimed one cannot be interrupted by Ctrl-C on Windows.
-    while not state.stopping.wait(0.5):
+    while not stop.event.wait(0.5):
         pass
 
-    log.info("stopping", extra={"fields": {"reason": state.stop_reason}})
+    log.info("stopping", extra={"fields": {"reason": stop.reason}})
     public.shutdown()
     public.server_close()
     if not state.inflight.wait_idle(STOP_GRACE_SECONDS):
@@ -130,9 +137,9 @@ def run(config_dir: Path, log_level: str | None = None) -> int:
     return exitcodes.OK
 
 
-def _install_stop_signals(state: NodeState) -> None:
+def _install_stop_signals(stop: StopRequest) -> None:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        state.request_stop(f"signal {signal.Signals(signum).name}")
+        stop.request(f"signal {signal.Signals(signum).name}")
 
     names = ["SIGTERM", "SIGINT", "SIGBREAK"]  # SIGBREAK: CTRL_BREAK_EVENT on Windows
     for name in names:

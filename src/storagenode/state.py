@@ -40,21 +40,32 @@ class InFlight:
             return self._idle.wait_for(lambda: self._count == 0, timeout)
 
 
+class StopRequest:
+    """Set once by a signal or POST /shutdown; the run loop watches it. It exists before
+    the node is up, so a stop asked for during migrations is honoured right after them."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
 @dataclass
 class NodeState:
     version: str
     node_id: str
     store: PieceStore
     shutdown_token: str
+    stop: StopRequest = field(default_factory=StopRequest)
     started: float = field(default_factory=time.monotonic)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    stop_reason: str = ""
     inflight: InFlight = field(default_factory=InFlight)
-
-    def request_stop(self, reason: str) -> None:
-        if not self.stopping.is_set():
-            self.stop_reason = reason
-            self.stopping.set()
 
     def pulse(self) -> dict[str, Any]:
         return {
@@ -64,5 +75,5 @@ class NodeState:
             "schema_version": self.store.schema_version,
             "used_bytes": self.store.used_bytes,
             "allocated_bytes": self.store.allocated_bytes,
-            "stopping": self.stopping.is_set(),
+            "stopping": self.stop.is_set(),
         }
