@@ -169,6 +169,11 @@ class Supervisor:
         if self.status.state is not State.STOPPED:
             self._fire(Event.SHUT_DOWN)
         self.status.pid = None
+        for _ in range(100):  # up to a second for the kernel to empty the last cgroup
+            self._release_all()
+            if not self._unreleased:
+                break
+            await asyncio.sleep(0.01)
 
     # -- one run -------------------------------------------------------------------------
 

@@ -99,6 +99,32 @@ def _enabled(path: Path) -> set[str]:
         return set()
 
 
+def remove_stale(parent: Path) -> None:
+    """Remove empty cgroups left by keepers that are no longer running (a keeper killed
+    with -9 cannot clean up after itself; a non-empty one is left for kill_leftover)."""
+    try:
+        entries = list(parent.glob("nodekeeper-*"))
+    except OSError:
+        return
+    for path in entries:
+        try:
+            keeper_pid = int(path.name.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if keeper_pid != os.getpid() and not _alive(keeper_pid):
+            remove(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def create(parent: Path, name: str) -> Path | None:
     """Make a fresh child cgroup named after ``name``, this keeper and a counter."""
     path = parent / f"nodekeeper-{name}-{os.getpid()}-{next(_counter)}"

@@ -108,15 +108,21 @@ class PosixPlatform(Platform):
     name = "posix"
     graceful_signal_name = "SIGTERM"
 
+    def __init__(self) -> None:
+        self._swept = False
+
     def describe_limits(self, limits: ResourceLimits) -> LimitReport:
         return self._report(limits, cgroup.plan(_wanted(limits)))
 
     async def start(self, spec: LaunchSpec) -> ProcessHandle:
         limits = spec.limits
         placement = cgroup.plan(_wanted(limits)) if sys.platform.startswith("linux") else None
-        group = (
-            cgroup.create(placement.parent, spec.name) if placement and placement.parent else None
-        )
+        group = None
+        if placement is not None and placement.parent is not None:
+            if not self._swept:
+                cgroup.remove_stale(placement.parent)
+                self._swept = True
+            group = cgroup.create(placement.parent, spec.name)
         if group is None and placement is not None:
             placement.available = set()
         report = self._report(limits, placement)
