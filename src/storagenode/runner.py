@@ -8,6 +8,7 @@ STOP_GRACE_SECONDS), close the database, then close the control listener.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -16,7 +17,7 @@ from types import FrameType
 
 from storagenode import exitcodes, storagedir
 from storagenode.buildinfo import VERSION
-from storagenode.config import NotConfiguredError, load_config, setup_hint
+from storagenode.config import NodeConfig, NotConfiguredError, load_config, setup_hint
 from storagenode.control import ControlHandler
 from storagenode.httpbase import NodeHTTPServer
 from storagenode.identity import IdentityError, load_identity, node_id_text
@@ -33,95 +34,129 @@ STOP_GRACE_SECONDS = 20.0
 POLL_INTERVAL = 0.05
 
 
+class _Exit(Exception):
+    """Leave ``run`` early with an exit code, after the message was logged."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
 def run(config_dir: Path, log_level: str | None = None) -> int:
-    t0 = time.monotonic()
+    started = time.monotonic()
     log = configure(log_level or "INFO")
     stop = StopRequest()
     _install_stop_signals(stop)
     try:
-        config = load_config(config_dir)
-        if log_level is None:
-            log = configure(config.log_level)
-        _key, raw_id = load_identity(config.identity_path)
-        token = config.token_path.read_text(encoding="ascii").strip()
-    except NotConfiguredError as exc:
-        log.error(str(exc))
-        return exitcodes.NOT_CONFIGURED
-    except (IdentityError, OSError) as exc:
-        log.error(f"{setup_hint(config_dir)} ({exc})")
-        return exitcodes.NOT_CONFIGURED
-    if not token:
-        log.error(f"{setup_hint(config_dir)} ({config.token_path} is empty)")
-        return exitcodes.NOT_CONFIGURED
-    node_id = node_id_text(raw_id)
-
-    try:
-        storagedir.verify(config.storage_dir, node_id)
-        store = PieceStore.open(config.storage_dir, config.allocated_bytes)
-    except storagedir.StorageDirError as exc:
-        log.error(str(exc))
-        return exitcodes.STORAGE_UNAVAILABLE
-    except DowngradeError as exc:
-        log.error(str(exc))
-        return exitcodes.DOWNGRADE_REFUSED
-    except MigrationError as exc:
-        log.error(str(exc), exc_info=exc.__cause__ is not None)
-        return exitcodes.MIGRATION_FAILED
-    except OSError as exc:
-        log.error(f"cannot open the piece store in {config.storage_dir}: {exc}")
-        return exitcodes.STORAGE_UNAVAILABLE
-
+        config, node_id, token = _load(config_dir, log_level, log)
+        store = _open_store(config, node_id, log)
+    except _Exit as exc:
+        return exc.code
     if stop.is_set():
         store.close()
         log.info("stopped before serving", extra={"fields": {"reason": stop.reason}})
         return exitcodes.OK
-    state = NodeState(
-        version=VERSION, node_id=node_id, store=store, shutdown_token=token, stop=stop
-    )
-    servers: list[NodeHTTPServer] = []
+    state = NodeState(VERSION, node_id, store, token, stop=stop)
     try:
-        for address, handler in (
-            (config.listen, PublicHandler),
-            (config.control_listen, ControlHandler),
-        ):
-            try:
-                servers.append(NodeHTTPServer(address, handler, state))
-            except OSError as exc:
-                log.error(f"cannot listen on {address}: {exc.strerror or exc}")
-                return exitcodes.FAILURE
-    finally:
-        if len(servers) < 2:
+        public, control = _bind(config, state, log)
+    except _Exit as exc:
+        store.close()
+        return exc.code
+    _serve(public, control, state, started, log)
+    return exitcodes.OK
+
+
+def _load(
+    config_dir: Path, log_level: str | None, log: logging.Logger
+) -> tuple[NodeConfig, str, str]:
+    """(config, node ID text, shutdown token), or _Exit(NOT_CONFIGURED)."""
+    try:
+        config = load_config(config_dir)
+        if log_level is None:
+            configure(config.log_level)
+        _key, raw_id = load_identity(config.identity_path)
+        token = config.token_path.read_text(encoding="ascii").strip()
+    except NotConfiguredError as exc:
+        log.error(str(exc))
+        raise _Exit(exitcodes.NOT_CONFIGURED) from None
+    except (IdentityError, OSError, UnicodeDecodeError) as exc:
+        log.error(f"{setup_hint(config_dir)} ({exc})")
+        raise _Exit(exitcodes.NOT_CONFIGURED) from None
+    if not token:
+        log.error(f"{setup_hint(config_dir)} ({config.token_path} is empty)")
+        raise _Exit(exitcodes.NOT_CONFIGURED)
+    return config, node_id_text(raw_id), token
+
+
+def _open_store(config: NodeConfig, node_id: str, log: logging.Logger) -> PieceStore:
+    try:
+        storagedir.verify(config.storage_dir, node_id)
+        return PieceStore.open(config.storage_dir, config.allocated_bytes)
+    except storagedir.StorageDirError as exc:
+        log.error(str(exc))
+        raise _Exit(exitcodes.STORAGE_UNAVAILABLE) from None
+    except DowngradeError as exc:
+        log.error(str(exc))
+        raise _Exit(exitcodes.DOWNGRADE_REFUSED) from None
+    except MigrationError as exc:
+        log.error(str(exc), exc_info=exc.__cause__ is not None)
+        raise _Exit(exitcodes.MIGRATION_FAILED) from None
+    except OSError as exc:
+        log.error(f"cannot open the piece store in {config.storage_dir}: {exc}")
+        raise _Exit(exitcodes.STORAGE_UNAVAILABLE) from None
+
+
+def _bind(
+    config: NodeConfig, state: NodeState, log: logging.Logger
+) -> tuple[NodeHTTPServer, NodeHTTPServer]:
+    """Both listeners, public first; or _Exit(FAILURE) with none left open."""
+    servers: list[NodeHTTPServer] = []
+    for address, handler in (
+        (config.listen, PublicHandler),
+        (config.control_listen, ControlHandler),
+    ):
+        try:
+            servers.append(NodeHTTPServer(address, handler, state))
+        except OSError as exc:
             for server in servers:
                 server.server_close()
-            store.close()
+            log.error(f"cannot listen on {address}: {exc.strerror or exc}")
+            raise _Exit(exitcodes.FAILURE) from None
     public, control = servers
+    return public, control
 
-    threads = [
-        threading.Thread(target=s.serve_forever, args=(POLL_INTERVAL,), name=n, daemon=True)
-        for s, n in ((public, "public"), (control, "control"))
-    ]
-    for thread in threads:
-        thread.start()
+
+def _serve(
+    public: NodeHTTPServer,
+    control: NodeHTTPServer,
+    state: NodeState,
+    started: float,
+    log: logging.Logger,
+) -> None:
+    for server, name in ((public, "public"), (control, "control")):
+        threading.Thread(
+            target=server.serve_forever, args=(POLL_INTERVAL,), name=name, daemon=True
+        ).start()
+    store = state.store
     log.info(
         "node started",
         extra={
             "fields": {
-                "version": VERSION,
-                "node_id": node_id,
+                "version": state.version,
+                "node_id": state.node_id,
                 "listen": f"{public.server_name}:{public.server_port}",
                 "control": f"{control.server_name}:{control.server_port}",
                 "schema_version": store.schema_version,
                 "used_bytes": store.used_bytes,
                 "allocated_bytes": store.allocated_bytes,
-                "startup_ms": round((time.monotonic() - t0) * 1000),
+                "startup_ms": round((time.monotonic() - started) * 1000),
             }
         },
     )
     # A timed wait, because an untimed one cannot be interrupted by Ctrl-C on Windows.
-    while not stop.event.wait(0.5):
+    while not state.stop.event.wait(0.5):
         pass
 
-    log.info("stopping", extra={"fields": {"reason": stop.reason}})
+    log.info("stopping", extra={"fields": {"reason": state.stop.reason}})
     public.shutdown()
     public.server_close()
     if not state.inflight.wait_idle(STOP_GRACE_SECONDS):
@@ -134,15 +169,13 @@ def run(config_dir: Path, log_level: str | None = None) -> int:
     control.shutdown()
     control.server_close()
     log.info("node stopped")
-    return exitcodes.OK
 
 
 def _install_stop_signals(stop: StopRequest) -> None:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.request(f"signal {signal.Signals(signum).name}")
 
-    names = ["SIGTERM", "SIGINT", "SIGBREAK"]  # SIGBREAK: CTRL_BREAK_EVENT on Windows
-    for name in names:
+    for name in ("SIGTERM", "SIGINT", "SIGBREAK"):  # SIGBREAK: CTRL_BREAK_EVENT on Windows
         signum = getattr(signal, name, None)
         if signum is not None:
             signal.signal(signum, on_signal)
