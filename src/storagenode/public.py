@@ -71,6 +71,13 @@ class PublicHandler(JsonHandler):
                 remaining -= len(chunk)
         self.send_error_json(status, message)
 
+    def _read_chunk(self, n: int) -> bytes:
+        """Up to n body bytes; b"" when the client hung up or went silent (``timeout``)."""
+        try:
+            return self.rfile.read(n)
+        except (TimeoutError, ConnectionError):
+            return b""
+
     def _put(self) -> None:
         try:
             length: int | None = int(self.headers.get("Content-Length", ""))
@@ -96,7 +103,7 @@ class PublicHandler(JsonHandler):
                 body_unread = False
                 remaining = length
                 while remaining > 0:
-                    chunk = self.rfile.read(min(CHUNK, remaining))
+                    chunk = self._read_chunk(min(CHUNK, remaining))
                     if not chunk:
                         # Client went away: nothing was acknowledged, the temp file goes.
                         get_logger().warning(

@@ -155,3 +155,24 @@ def test_storage_dir_of_another_node_is_refused(tmp_path: Path, node_setup: Node
     result = run_once(DEV_NODE, "run", "--config-dir", str(node_setup.config_dir))
     assert result.returncode == exitcodes.STORAGE_UNAVAILABLE
     assert "belongs to node 1SomeOtherNode" in result.stderr
+
+
+def test_client_hanging_up_mid_upload_leaves_nothing(node: NodeProcess) -> None:
+    setup = node.setup
+    data = os.urandom(2_000_000)
+    conn = _start_upload(setup, "dropped", data)
+    _wait_for_temp_file(setup)
+    conn.close()
+    deadline = time.monotonic() + 10
+    while any((setup.storage_dir / "temp").iterdir()):
+        assert time.monotonic() < deadline, "the temp file of a dropped upload stayed"
+        time.sleep(0.02)
+    assert _get(setup, "dropped").status_code == 404
+    assert node.pulse()["used_bytes"] == 0
+    retry = httpx.put(
+        f"{setup.url}/pieces/dropped",
+        content=data,
+        headers={HASH: hashlib.sha256(data).hexdigest()},
+    )
+    assert retry.status_code == 201  # the dropped upload's reservation was released
+    assert any(line["msg"] == "upload interrupted by client" for line in node.log_lines())
