@@ -50,10 +50,13 @@ def status_now(port: int) -> dict[str, Any] | None:
         return None
 
 
+SERVICE_ENTRY = [sys.executable, "-m", "nodekeeper.keeper"]
+
+
 class Keeper:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, entry: list[str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [*NODEKEEPER, "run", "--config", str(config)],
+            [*(entry or [*NODEKEEPER, "run"]), "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -184,7 +187,8 @@ def test_keeper_killed_with_9_takes_the_node_along_and_the_next_keeper_clears_th
     finally:
         keeper.kill()
     # Its descendants are orphans now; the next keeper removes them before starting anew.
-    second = Keeper(config)
+    # (This one through the service entry point, which must behave the same.)
+    second = Keeper(config, SERVICE_ENTRY)
     try:
         data = wait_status(status_port, lambda d: d["state"] == "running")
         assert data["pid"] not in (node, child, grandchild)
