@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.nodes import NodeProcess, NodeSetup, setup_node
+from tests.windows.wine import wine  # noqa: F401 - the Wine fixture for test_wine.py
 
 
 @pytest.fixture
