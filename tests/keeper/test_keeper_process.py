@@ -16,6 +16,10 @@ import pytest
 import tomli_w
 
 from nodekeeper import cli
+from nodekeeper.keeper.commands import status_rows
+from nodekeeper.keeper.config import KeeperConfig
+from nodekeeper.keeper.supervisor import Supervisor
+from nodekeeper.platform import current_platform
 from tests.keeper.conftest import fast_settings, free_port, gone, program
 
 pytestmark = pytest.mark.timeout(90)
@@ -229,3 +233,21 @@ def test_status_without_a_keeper_is_a_clear_error(capsys: pytest.CaptureFixture[
     port = free_port()
     assert cli.main(["status", "--url", f"http://127.0.0.1:{port}"]) == 1
     assert f"no keeper answering at http://127.0.0.1:{port}/status" in capsys.readouterr().err
+
+
+def test_status_finds_the_keeper_from_its_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    config = tmp_path / "keeper.toml"
+    config.write_text(f"[status]\nlisten = '127.0.0.1:{port}'\n")
+    assert cli.main(["status", "--json", "--config", str(config)]) == 1
+    assert f"http://127.0.0.1:{port}/status" in capsys.readouterr().err
+
+
+def test_status_table_of_a_keeper_that_has_not_started_anything(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path, ["true"], limits={"memory_hard": "1 GiB"})
+    sup = Supervisor(KeeperConfig.model_validate(settings), current_platform())
+    rows = dict(status_rows(json.loads(json.dumps(sup.snapshot()))))
+    assert rows["state"] == "stopped" and rows["pid"] == "-" and rows["uptime"] == "-"
+    assert "hard 1.0 GiB via" in rows["memory"]
