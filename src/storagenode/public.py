@@ -147,5 +147,5 @@ class PublicHandler(JsonHandler):
                 shutil.copyfileobj(f, self.wfile, CHUNK)
         except StoreError as exc:
             self.send_error_json(exc.status, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client stopped reading; nothing to clean up
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client hung up or stopped reading
