@@ -36,6 +36,8 @@ FAULTY_KINDS: dict[str, str] = {
     "fail_migration": "adds two migrations: the first commits, the second fails half-way; "
     "exits 70 with the database one schema version ahead of the base",
     "exit_zero": "exits 0 at once without serving",
+    "slow_migration": "adds a migration that takes `migration_seconds` s (default 3); a stop "
+    "asked for meanwhile is honoured once it is done (exit 0, schema one ahead)",
     "slow_start": "waits `start_delay` s (default 3) before starting",
     "broken_version": "`version` prints nothing useful and exits 1 (preflight fails); "
     "`run` is normal",
@@ -75,6 +77,13 @@ def _add_migrations():
             raise RuntimeError("fixture: migration fails half-way")
 
         m.MIGRATIONS.append(m.Migration(len(m.MIGRATIONS) + 1, "fixture half b", half_way))
+    if KIND == "slow_migration":
+
+        def slow(conn):
+            conn.execute("CREATE TABLE slow (x)")
+            time.sleep(OPTIONS.get("migration_seconds", 3))
+
+        m.MIGRATIONS.append(m.Migration(len(m.MIGRATIONS) + 1, "fixture slow", slow))
 
 
 def _log(level, msg):

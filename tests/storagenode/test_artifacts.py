@@ -45,6 +45,8 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
         options = {"hang_after": 0.5} if kind == "hang_after_start" else {}
         if kind == "slow_start":
             options = {"start_delay": 1.0}
+        if kind == "slow_migration":
+            options = {"migration_seconds": 1.5}
         zips[kind] = build_faulty(kind, "2.0.0", out / kind, **options)
     return {name: _installed(path, root / name) for name, path in zips.items()}
 
@@ -202,3 +204,22 @@ def test_a_bare_executable_zip_is_an_artifact(tmp_path: Path) -> None:
     argv = node_argv(install_dir)
     assert argv == [str(binary)]
     assert run_once(argv, "version").stdout.strip() == "Version: v1.99.3"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_stop_during_a_migration_waits_for_it(
+    fresh: NodeSetup, releases: dict[str, list[str]]
+) -> None:
+    with NodeProcess(fresh, releases["slow_migration"]).start() as node:
+        db = fresh.storage_dir / DB_FILE
+        deadline = time.monotonic() + 10
+        while not db.exists():  # the migration is under way once the database exists
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.3)
+        node.terminate()
+        assert node.wait() == exitcodes.OK
+        assert any(line["msg"] == "stopped before serving" for line in node.log_lines())
+    conn = sqlite3.connect(db)
+    assert migrations.db_version(conn) == BASE_SCHEMA + 1
+    conn.close()
