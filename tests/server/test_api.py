@@ -139,6 +139,7 @@ def test_rollout_moves_the_cursor_and_nodes_follow(server, tmp_path):
         "started_at": None,
         "eta_complete": None,
         "versions": ["1.0.0", "1.1.0"],
+        "reported": {},
     }
     table = server.cli("rollout", "status").stdout
     for word in ("storagenode", "1.1.0", "25.00 %", "running"):

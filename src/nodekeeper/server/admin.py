@@ -16,6 +16,7 @@ from . import policy, ramp
 from .errors import ControlPlaneError, InvalidRequestError
 from .models import ArtifactRecord
 from .status import process_status
+from .store import recent_reports, version_summary
 
 
 class UnauthorizedError(ControlPlaneError):
@@ -224,12 +225,28 @@ def resume_rollout(process: str, request: Request, caller: Caller):
     return _change(request, process, "rollout.resume", ramp.resume, caller)
 
 
-@router.get("/status", summary="Every process: versions, rollout percent and state")
+REPORT_WINDOW = 7 * 86_400.0
+
+
+@router.get("/status", summary="Every process: versions, rollout, and what nodes report")
 def status(request: Request) -> list[dict[str, Any]]:
     app = request.app.state
     now = app.settings.clock()
     snapshot = app.store.snapshot(now)
-    return [process_status(p, now) for _, p in sorted(snapshot.processes.items())]
+    reported = version_summary(app.store, now - REPORT_WINDOW)
+    return [
+        process_status(p, now) | {"reported": reported.get(name, {})}
+        for name, p in sorted(snapshot.processes.items())
+    ]
+
+
+@router.get("/reports", summary="The newest reports from keepers")
+def reports(
+    request: Request,
+    limit: int = Query(100, ge=1, le=10_000),
+    failures: bool = Query(False, description="only failures"),
+) -> list[dict]:
+    return recent_reports(request.app.state.store, limit, failures)
 
 
 @router.get("/audit", summary="The newest admin changes")

@@ -15,12 +15,12 @@ from fastapi.staticfiles import StaticFiles
 
 from nodekeeper import __version__
 
-from . import admin, public
+from . import admin, public, reports
 from .artifacts import ArtifactStore
 from .doc_cache import DocumentCache
 from .errors import ControlPlaneError
 from .settings import ServerSettings
-from .store import Store
+from .store import Store, prune_reports
 
 log = logging.getLogger("nodekeeper.server")
 
@@ -33,12 +33,22 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-async def _poll_changes(documents: DocumentCache, interval: float) -> None:
-    """Notice changes other replicas made, and ramp ticks, without touching requests."""
+REPORT_RETENTION = 30 * 86_400.0
+PRUNE_EVERY = 3600.0
+
+
+async def _poll_changes(documents: DocumentCache, store: Store, settings: ServerSettings) -> None:
+    """Notice changes other replicas made, and ramp ticks, without touching requests;
+    now and then, drop reports past their retention."""
+    last_prune = 0.0
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(settings.poll_interval)
         try:
             await anyio.to_thread.run_sync(documents.refresh)
+            now = settings.clock()
+            if now - last_prune > PRUNE_EVERY:
+                last_prune = now
+                await anyio.to_thread.run_sync(prune_reports, store, now - REPORT_RETENTION)
         except Exception:  # the database may be briefly away; keep serving the last doc
             log.exception("could not refresh the announcement; serving the previous one")
 
@@ -55,7 +65,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        poller = asyncio.create_task(_poll_changes(documents, settings.poll_interval))
+        poller = asyncio.create_task(_poll_changes(documents, store, settings))
         try:
             yield
         finally:
@@ -85,5 +95,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     app.include_router(public.router)
     app.include_router(admin.router)
+    app.include_router(reports.router)
     app.mount("/artifacts", StaticFiles(directory=settings.artifact_dir), name="artifacts")
     return app

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nodekeeper.cli import EXIT_USAGE, CommandError
+from nodekeeper.version.versions import parse_version
 
 from .client import AdminClient, AdminClientError
 
@@ -234,7 +235,19 @@ def _rollout_status(args: argparse.Namespace) -> int:
             row["state"],
             _fmt_time(row["started_at"]),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    reported = Table(title="what nodes report (last 7 days)")
+    for column in ("process", "version", "nodes", "failures", "by kind"):
+        reported.add_column(column, justify="right" if column in ("nodes", "failures") else "left")
+    for row in rows:
+        for version, seen in sorted(row["reported"].items(), key=lambda kv: parse_version(kv[0])):
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(seen["failures_by_kind"].items()))
+            reported.add_row(
+                row["process"], version, str(seen["nodes"]), str(seen["failures"]), kinds or "-"
+            )
+    if reported.row_count:
+        console.print(reported)
     return 0
 
 

@@ -16,6 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from nodekeeper.version.nodeid import parse_node_id
+from nodekeeper.version.reports import NOT_FAILURES, Report
+
 from . import policy, ramp
 from .models import ArtifactRecord, ProcessRecord, ReleaseRecord, RolloutRecord, Snapshot
 
@@ -72,6 +75,33 @@ audit_table = sa.Table(
     sa.Column("remote", sa.String(128), nullable=False),
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
+)
+
+reports_table = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("report_id", sa.String(64), nullable=False),
+    sa.Column("node_id", sa.String(64), nullable=False),  # hex
+    sa.Column("process", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("target_version", sa.String(128), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False, index=True),
+    sa.Column("remote", sa.String(128), nullable=False),
+    sa.UniqueConstraint("node_id", "report_id", name="uq_reports_node_report"),
+    sa.Index("ix_reports_node_received", "node_id", "received_at"),
+)
+node_versions_table = sa.Table(
+    "node_versions",
+    metadata,
+    sa.Column("node_id", sa.String(64), primary_key=True),
+    sa.Column("process", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False, index=True),
 )
 
 GENERATION = "generation"
@@ -283,6 +313,115 @@ class Store:
                 ramp=state,
                 started_at=rollout.started_at,
             )
+
+
+class ReportOutcome:
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    RATE_LIMITED = "rate_limited"
+
+
+def add_report(
+    store: Store, report: Report, *, received_at: float, remote: str, per_minute: int
+) -> str:
+    """Store one verified report; refuses a node over its rate, ignores a re-send."""
+    node_hex = parse_node_id(report.node_id).hex()
+    with store.engine.begin() as conn:
+        recent = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(reports_table)
+            .where(reports_table.c.node_id == node_hex)
+            .where(reports_table.c.received_at > received_at - 60)
+        ).scalar_one()
+        seen = conn.execute(
+            sa.select(reports_table.c.id)
+            .where(reports_table.c.node_id == node_hex)
+            .where(reports_table.c.report_id == report.report_id)
+        ).first()
+        if seen is not None:
+            return ReportOutcome.DUPLICATE
+        if recent >= per_minute:
+            return ReportOutcome.RATE_LIMITED
+        conn.execute(
+            reports_table.insert().values(
+                report_id=report.report_id,
+                node_id=node_hex,
+                process=report.process,
+                version=report.version,
+                target_version=report.target_version,
+                kind=report.kind,
+                message=report.message,
+                details=json.dumps(report.details, sort_keys=True),
+                at=report.at,
+                received_at=received_at,
+                remote=remote,
+            )
+        )
+        key = (node_versions_table.c.node_id == node_hex) & (
+            node_versions_table.c.process == report.process
+        )
+        updated = conn.execute(
+            node_versions_table.update()
+            .where(key)
+            .values(version=report.version, last_seen=received_at)
+        ).rowcount
+        if not updated:
+            conn.execute(
+                node_versions_table.insert().values(
+                    node_id=node_hex,
+                    process=report.process,
+                    version=report.version,
+                    last_seen=received_at,
+                )
+            )
+    return ReportOutcome.STORED
+
+
+def version_summary(store: Store, since: float) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per process and version: nodes that last said they run it, and failures aimed at it."""
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def entry(process: str, version: str) -> dict[str, Any]:
+        return summary.setdefault(process, {}).setdefault(
+            version, {"nodes": 0, "failures": 0, "failures_by_kind": {}}
+        )
+
+    with store.engine.connect() as conn:
+        nv = node_versions_table.c
+        for process, version, count in conn.execute(
+            sa.select(nv.process, nv.version, sa.func.count())
+            .where(nv.last_seen > since)
+            .group_by(nv.process, nv.version)
+        ):
+            entry(process, version)["nodes"] = count
+        r = reports_table.c
+        aimed_at = sa.func.coalesce(r.target_version, r.version)
+        for process, version, kind, count in conn.execute(
+            sa.select(r.process, aimed_at, r.kind, sa.func.count())
+            .where(r.received_at > since)
+            .where(r.kind.not_in(sorted(NOT_FAILURES)))
+            .group_by(r.process, aimed_at, r.kind)
+        ):
+            e = entry(process, version)
+            e["failures"] += count
+            e["failures_by_kind"][kind] = count
+    return summary
+
+
+def recent_reports(store: Store, limit: int, failures_only: bool) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        query = sa.select(reports_table).order_by(reports_table.c.id.desc()).limit(limit)
+        if failures_only:
+            query = query.where(reports_table.c.kind.not_in(sorted(NOT_FAILURES)))
+        rows = conn.execute(query).mappings()
+        return [{**row, "details": json.loads(row["details"])} for row in rows]
+
+
+def prune_reports(store: Store, before: float) -> int:
+    with store.engine.begin() as conn:
+        return conn.execute(
+            reports_table.delete().where(reports_table.c.received_at < before)
+        ).rowcount
 
 
 def _generation(conn: Connection) -> int:

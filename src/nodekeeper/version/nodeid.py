@@ -51,3 +51,13 @@ def format_node_id(raw: bytes) -> str:
     version = raw[-1]
     unversioned = bytes(raw[:-1]) + b"\x00"
     return base58.b58encode_check(bytes([version]) + unversioned).decode("ascii")
+
+
+def node_id_from_public_key(raw_public_key: bytes) -> bytes:
+    """The node ID of an ed25519 identity: sha256 of the raw 32-byte public key with the
+    last byte set to the ID format version (0), as the reference node derives it."""
+    import hashlib
+
+    if len(raw_public_key) != 32:
+        raise InvalidNodeIdError("an ed25519 public key is 32 bytes")
+    return hashlib.sha256(raw_public_key).digest()[:-1] + b"\x00"
