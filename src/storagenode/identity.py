@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from nodekeeper.version.nodeid import format_node_id
-
-NODE_ID_VERSION = 0
+# The derivation rule is shared with the keeper and the control plane, which check that
+# reports are signed by the node they name.
+from nodekeeper.version.nodeid import format_node_id, node_id_from_public_key
 
 
 class IdentityError(Exception):
     """The identity file is missing or unreadable."""
-
-
-def node_id_from_public_key(raw_public_key: bytes) -> bytes:
-    """32 bytes: sha256 of the raw public key, the last byte replaced by the ID version
-    (Storj keeps the ID format version there; version 0 is the only one in use)."""
-    digest = hashlib.sha256(raw_public_key).digest()
-    return digest[:-1] + bytes([NODE_ID_VERSION])
 
 
 def new_identity_pem() -> tuple[bytes, bytes]:

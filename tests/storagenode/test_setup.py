@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -91,11 +92,19 @@ def test_refuses_an_unwritable_storage_dir_even_as_root(tmp_path: Path) -> None:
     _refused(_setup(tmp_path, storage=Path("/sys/kernel")), "not writable")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores modes")
 def test_refuses_a_read_only_storage_dir(tmp_path: Path) -> None:
+    # A read-only file system stops root too, unlike permission bits.
     storage = tmp_path / "ro"
-    storage.mkdir(mode=0o500)
-    _refused(_setup(tmp_path, storage=storage), "not writable")
+    storage.mkdir()
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", storage], check=True)
+    else:
+        storage.chmod(0o500)
+    try:
+        _refused(_setup(tmp_path, storage=storage), "not writable")
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", storage], check=True)
 
 
 def test_refuses_a_storage_dir_of_another_node(tmp_path: Path) -> None:
