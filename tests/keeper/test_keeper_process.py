@@ -250,4 +250,5 @@ def test_status_table_of_a_keeper_that_has_not_started_anything(tmp_path: Path) 
     sup = Supervisor(KeeperConfig.model_validate(settings), current_platform())
     rows = dict(status_rows(json.loads(json.dumps(sup.snapshot()))))
     assert rows["state"] == "stopped" and rows["pid"] == "-" and rows["uptime"] == "-"
-    assert "hard 1.0 GiB via" in rows["memory"]
+    assert "hard limit 1.0 GiB via" in rows["memory"] and "soft limit -" in rows["memory"]
+    assert rows["cpu"].startswith("-; no cap; all cores; priority nice")

@@ -178,23 +178,19 @@ def status_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(
             ("last pulse", f"{ok} ({pulse['seconds'] * 1000:.0f} ms, {data['probe']['kind']})")
         )
+    hard = _bytes(mem["hard_limit"])
+    if mem["hard_limit"] is not None:
+        hard += f" via {mem['hard_mechanism']}"
     rows.append(
-        (
-            "memory",
-            f"{_bytes(mem['bytes'])} ({mem['kind'] or '-'}); soft {_bytes(mem['soft_limit'])}, "
-            f"hard {_bytes(mem['hard_limit'])} via {mem['hard_mechanism']}",
-        )
-    )
+        ("memory", f"{_bytes(mem['bytes'])} ({mem['kind'] or '-'}); soft limit "
+         f"{_bytes(mem['soft_limit'])}, hard limit {hard}")
+    )  # fmt: skip
     pct = "-" if cpu["percent"] is None else f"{cpu['percent']:.1f} %"
-    cap = "-" if cpu["rate_limit_percent"] is None else f"{cpu['rate_limit_percent']:g} %"
-    cores = "all" if cpu["cores"] is None else ",".join(map(str, cpu["cores"]))
-    rows.append(
-        (
-            "cpu",
-            f"{pct}; cap {cap} via {cpu['rate_mechanism']}; cores {cores}; "
-            f"priority {cpu['priority']}",
-        )
-    )
+    cap = "no cap"
+    if cpu["rate_limit_percent"] is not None:
+        cap = f"cap {cpu['rate_limit_percent']:g} % via {cpu['rate_mechanism']}"
+    cores = "all cores" if cpu["cores"] is None else "cores " + ",".join(map(str, cpu["cores"]))
+    rows.append(("cpu", f"{pct}; {cap}; {cores}; priority {cpu['priority']}"))
     rows.extend(("note", note) for note in data["limit_notes"])
     return rows
 

@@ -240,7 +240,10 @@ class Supervisor:
         timeout = self.config.stop.timeout_seconds
         deadline = time.monotonic() + timeout
         how = await self._graceful(handle, timeout)
-        log.info("stopping the node (%s) via %s; kill after %g s", reason, how, timeout)
+        why = {"stopped": "keeper shutdown", "hung": "not answering", "memory": "soft limit"}
+        log.info(
+            "stopping the node (%s) via %s; kill after %g s", why.get(reason, reason), how, timeout
+        )
         try:
             await asyncio.wait_for(asyncio.shield(exited), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
