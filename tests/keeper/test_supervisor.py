@@ -41,9 +41,10 @@ def test_kill_9_restarts_with_growing_backoff_that_resets_after_a_healthy_stretc
                 await run.wait_new_pid(old)
                 gaps.append(run.sup.status.started_at - killed_at)
                 await run.wait_state("running")
-            # 0.2, 0.4, 0.8 s: each crash doubles the delay (plus a little reaction time).
+            # 0.2, 0.4, 0.8 s: each crash doubles the delay (plus reaction time and the
+            # spawn itself, which can take a while on a loaded two-core machine).
             for gap, expected in zip(gaps, (0.2, 0.4, 0.8), strict=True):
-                assert expected <= gap < expected + 0.25, gaps
+                assert expected <= gap < expected + 0.35, gaps
             assert run.sup.status.restarts == 3
             last = run.sup.status.last_exit
             assert last is not None and last.reason == "crash" and last.code == -signal.SIGKILL
@@ -58,7 +59,8 @@ def test_kill_9_restarts_with_growing_backoff_that_resets_after_a_healthy_stretc
             os.kill(old, signal.SIGKILL)
             killed_at = time.time()
             await run.wait_new_pid(old)
-            assert 0.2 <= run.sup.status.started_at - killed_at < 0.45
+            # (Without the reset this delay would be 1.6 s.)
+            assert 0.2 <= run.sup.status.started_at - killed_at < 0.55
             # Node output went through the sink, stdout and stderr kept apart.
             assert ("stdout", f"listening on {port}") in run.sink.lines
             assert ("stderr", "an error line for stderr") in run.sink.lines
@@ -85,7 +87,7 @@ def test_sigstop_hang_is_detected_within_period_times_threshold_plus_timeout(
             os.kill(old, signal.SIGSTOP)
             took = await run.wait_state("hung", timeout=5)
             # interval 0.2 × threshold 3 + timeout 0.3, plus scheduling slack.
-            assert took <= 0.2 * 3 + 0.3 + 0.3, took
+            assert took <= 0.2 * 3 + 0.3 + 0.5, took
             await run.wait_new_pid(old)
             await run.wait_state("running")
             assert gone(old)
