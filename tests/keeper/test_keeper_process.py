@@ -252,3 +252,23 @@ def test_status_table_of_a_keeper_that_has_not_started_anything(tmp_path: Path) 
     assert rows["state"] == "stopped" and rows["pid"] == "-" and rows["uptime"] == "-"
     assert "hard limit 1.0 GiB via" in rows["memory"] and "soft limit -" in rows["memory"]
     assert rows["cpu"].startswith("-; no cap; all cores; priority nice")
+
+
+def test_reference_node_stopped_with_sigstop_is_found_hung_and_replaced(
+    tmp_path: Path, node_dirs: tuple[Path, int]
+) -> None:
+    config_dir, control = node_dirs
+    settings = reference_settings(tmp_path, config_dir, control)
+    settings["stop"]["timeout_seconds"] = 1.0
+    status_port = int(settings["status"]["listen"].rsplit(":", 1)[1])
+    keeper = Keeper(write_config(tmp_path / "keeper.toml", settings))
+    try:
+        first = wait_status(status_port, lambda d: d["state"] == "running")["pid"]
+        os.kill(first, signal.SIGSTOP)
+        data = wait_status(status_port, lambda d: d["state"] == "running" and d["pid"] != first)
+        assert data["last_exit"]["reason"] == "hung"
+        assert "tree killed" in data["last_exit"]["detail"]  # a stopped process ignores TERM
+        assert gone(first)
+        assert keeper.stop() == 0
+    finally:
+        keeper.kill()
