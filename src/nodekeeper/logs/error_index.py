@@ -33,7 +33,7 @@ from .settings import LogSettings
 INDEX_NAME = "errors"
 INDEX_SUFFIX = ".jsonl"
 RESERVED_FIELDS = frozenset({"timestamp", "time", "source", "level", "message"})
-_READ_ATTEMPTS = 5
+_MAX_PASSES = 50
 
 
 def normalise_level(level: str | int) -> int:
@@ -92,66 +92,85 @@ class ErrorIndex:
 
 def read_errors_since(directory: Path, since: float) -> list[dict[str, Any]]:
     """Entries with ``timestamp > since``, oldest first, from the active index and its
-    archives. Safe to call while the keeper writes and rotates the index."""
+    archives. Safe to call while the keeper writes, rotates and compresses the index."""
     directory = Path(directory)
     entries: list[dict[str, Any]] = []
-    for _ in range(_READ_ATTEMPTS):
-        before = _index_files(directory)
-        try:
-            entries = list(_read_all(directory, before, since))
-        except FileNotFoundError:
-            continue  # renamed or compressed under us: list again
-        if _index_files(directory) == before:
-            return entries
-    return entries  # the index kept changing: return the last full pass
+    tail: list[dict[str, Any]] = []
+    last_seq = -1
+    for _ in range(_MAX_PASSES):
+        found = _archives(directory)
+        for seq in sorted(s for s in found if s > last_seq):
+            entries.extend(_read_archive(directory, found[seq], since))
+            last_seq = seq
+        tail = list(_read_active(directory, since))
+        # If the active file rotated while (or before) we read it, what we read may be
+        # the newer file or part of the archive it became: drop it, read the new
+        # archives, then the active file again. Archives never change, so only the new
+        # ones are read on the next pass.
+        if max(_archives(directory), default=-1) <= last_seq:
+            break
+    return entries + tail
 
 
-def _index_files(directory: Path) -> list[str]:
-    """The index files to read, oldest first: one per archive (its .gz when both exist)
-    then the active file. Archives whose newest entry predates ``since`` are kept in the
-    list (for the change check) and skipped when read."""
+def _archives(directory: Path) -> dict[int, list[str]]:
+    """Archive names of the index by sequence number, the .gz first (a plain file may
+    be compressed, and removed, between listing it and opening it)."""
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
-        return []
-    archives: dict[int, tuple[str, bool]] = {}
+        return {}
+    found: dict[int, list[str]] = {}
     for name in names:
         parsed = parse_archive_filename(name)
         if parsed is None or parsed.base != INDEX_NAME or parsed.suffix != INDEX_SUFFIX:
             continue
-        if parsed.kind == "partial":
-            continue
-        known = archives.get(parsed.seq)
-        if known is None or (parsed.kind == "gzip" and not known[1]):
-            archives[parsed.seq] = (name, parsed.kind == "gzip")
-    ordered = [archives[seq][0] for seq in sorted(archives)]
-    if INDEX_NAME + INDEX_SUFFIX in names:
-        ordered.append(INDEX_NAME + INDEX_SUFFIX)
-    return ordered
+        if parsed.kind == "gzip":
+            found.setdefault(parsed.seq, []).insert(0, name)
+        elif parsed.kind == "plain":
+            found.setdefault(parsed.seq, []).append(name)
+    return found
 
 
-def _read_all(directory: Path, names: list[str], since: float) -> Iterator[dict[str, Any]]:
+def _read_archive(directory: Path, forms: list[str], since: float) -> list[dict[str, Any]]:
+    parsed = parse_archive_filename(forms[0])
+    # The name holds the second the archive was closed, rounded down: every entry in it
+    # is older than the end of that second.
+    if parsed is not None and parsed.closed_at + 1 <= since:
+        return []
+    names = [*forms, forms[0] + ".gz"] if forms[0].endswith(INDEX_SUFFIX) else forms
     for name in names:
-        parsed = parse_archive_filename(name)
-        # The name holds the second the archive was closed, rounded down: every entry in
-        # it is older than that second's end.
-        if parsed is not None and parsed.closed_at + 1 <= since:
-            continue
-        for entry in _entries(_lines(directory / name, gz=name.endswith(".gz"))):
-            if entry["timestamp"] > since:
-                yield entry
+        try:
+            lines = _lines(directory / name, gz=name.endswith(".gz"))
+            return [e for e in _entries(lines) if e["timestamp"] > since]
+        except FileNotFoundError:
+            continue  # compressed meanwhile (try the .gz) or deleted by the cap
+    return []
 
 
-def _lines(path: Path, gz: bool) -> Iterator[bytes]:
+def _read_active(directory: Path, since: float) -> Iterator[dict[str, Any]]:
+    try:
+        lines = list(_lines(directory / (INDEX_NAME + INDEX_SUFFIX), gz=False))
+    except FileNotFoundError:
+        return
+    for entry in _entries(lines):
+        if entry["timestamp"] > since:
+            yield entry
+
+
+def _lines(path: Path, gz: bool) -> list[bytes]:
+    """All lines of ``path``; FileNotFoundError if it is gone. A damaged .gz yields the
+    lines before the damage."""
     if not gz:
         with open(path, "rb") as fh:
-            yield from fh
-        return
+            return fh.readlines()
+    lines: list[bytes] = []
     with gzip.open(path, "rb") as fh:
         try:
-            yield from fh
+            for line in fh:
+                lines.append(line)
         except (EOFError, OSError, zlib.error):
-            return  # damaged archive: keep what could be read before the damage
+            pass
+    return lines
 
 
 def _entries(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
