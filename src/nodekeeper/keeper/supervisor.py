@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
 import signal
 import time
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import psutil
 
 from nodekeeper.keeper import loopback
 from nodekeeper.keeper.config import ConfigError, KeeperConfig
+from nodekeeper.keeper.leftover import TreeRecord
 from nodekeeper.keeper.output import LineSink, LoggingSink, pump
 from nodekeeper.keeper.policy import (
     CrashLoopDetector,
@@ -131,7 +130,7 @@ class Supervisor:
         self._shutdown: asyncio.Event | None = None
         self._needs_setup_logged: float | None = None
         self._unreleased: list[ProcessHandle] = []
-        self._identity_path = config.state_path() / IDENTITY_FILE
+        self._record = TreeRecord(config.state_path() / IDENTITY_FILE)
         # Why the current run is ending, beyond its exit code (shown in last_exit.detail).
         self._exit_detail = ""
 
@@ -156,7 +155,7 @@ class Supervisor:
     async def run(self) -> None:
         """Supervise until :meth:`request_shutdown`; the node is stopped when it returns."""
         self._shutdown = asyncio.Event()
-        self._remove_leftover()
+        self._record.remove_leftover(self.platform)
         while not self._shutdown.is_set():
             code, reason = await self._run_once()
             self._release_all()
@@ -199,7 +198,7 @@ class Supervisor:
         st.memory_bytes = st.cpu_percent = st.processes = None
         self._exit_detail = ""
         self._fire(Event.SPAWNED)
-        self._write_identity(handle)
+        self._record.write(handle)
         log.info("node started: pid %d (%s)", handle.pid, " ".join(self.config.node_argv()))
 
         pumps = [
@@ -230,7 +229,7 @@ class Supervisor:
         for task in pending:
             task.cancel()
         self._unreleased.append(handle)
-        self._clear_identity()
+        self._record.clear()
         return code, reason
 
     async def _stop(self, handle: ProcessHandle, exited: asyncio.Task[int], reason: str) -> None:
@@ -485,27 +484,3 @@ class Supervisor:
             if getattr(handle, "cgroup", None) is not None:
                 still.append(handle)
         self._unreleased = still
-
-    def _write_identity(self, handle: ProcessHandle) -> None:
-        try:
-            self._identity_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._identity_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(handle.identity()))
-            os.replace(tmp, self._identity_path)
-        except OSError as exc:
-            log.warning("cannot record the node's identity in %s: %s", self._identity_path, exc)
-
-    def _clear_identity(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._identity_path.unlink()
-
-    def _remove_leftover(self) -> None:
-        """A keeper that was killed may have left the node's descendants behind."""
-        try:
-            identity: Mapping[str, Any] = json.loads(self._identity_path.read_text())
-        except (OSError, ValueError):
-            return
-        killed = self.platform.kill_leftover(identity)
-        if killed:
-            log.warning("killed %d process(es) left by a previous keeper (%s)", killed, identity)
-        self._clear_identity()
