@@ -183,7 +183,8 @@ class Supervisor:
         try:
             handle = await self.platform.start(self._spec())
         except OSError as exc:
-            log.error("cannot start the node (%s): %s", self.config.node_argv()[0], exc)
+            # WARNING, not ERROR: _after_exit indexes this failure itself (see ErrorSink).
+            log.warning("cannot start the node (%s): %s", self.config.node_argv()[0], exc)
             self._fire(Event.SPAWNED)
             self.status.started_mono = time.monotonic()
             self.status.healthy_since_mono = None
