@@ -39,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--admin-token-file", type=Path, help="file holding the admin token")
     run.add_argument("--ramp-tick", type=float, default=60.0, help="seconds per ramp step")
     run.add_argument("--poll-interval", type=float, default=1.0, help="change poll, seconds")
+    run.add_argument(
+        "--report-rate",
+        type=int,
+        default=30,
+        metavar="N",
+        help="reports a node may send per minute before 429 (default %(default)s)",
+    )
     run.set_defaults(handler=_server_run)
 
     server_opt = argparse.ArgumentParser(add_help=False)
@@ -97,6 +104,8 @@ def _server_run(args: argparse.Namespace) -> int:
     from .settings import ServerSettings
 
     host, port = parse_listen(args.listen)
+    if args.report_rate < 1:
+        raise CommandError("--report-rate must be at least 1 report a minute", EXIT_USAGE)
     data_dir = args.data_dir or default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -110,6 +119,7 @@ def _server_run(args: argparse.Namespace) -> int:
         admin_token=token,
         ramp_tick=args.ramp_tick,
         poll_interval=args.poll_interval,
+        report_rate_per_minute=args.report_rate,
     )
     if generated:
         print(f"generated an admin token into {token.source}", file=sys.stderr)

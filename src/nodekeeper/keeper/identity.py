@@ -1,0 +1,106 @@
+"""The node's identity as the keeper sees it: the ed25519 key that signs its reports.
+
+`storagenode setup` writes ``<node config dir>/identity.key`` (PKCS#8 PEM). The keeper
+reads the same file rather than importing ``storagenode``: the node is a separate program
+that the keeper updates, and only the file format and the node-ID rule are shared
+(``nodekeeper.version.nodeid``). The keeper never writes this file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from nodekeeper.version.nodeid import format_node_id, node_id_from_public_key
+
+IDENTITY_FILE = "identity.key"
+
+
+class IdentityError(Exception):
+    """The identity file is missing, unreadable or not an ed25519 key."""
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    key: Ed25519PrivateKey
+    node_id: bytes  # 32 raw bytes
+
+    @property
+    def node_id_text(self) -> str:
+        """Storj's base58check form, as reports carry it."""
+        return format_node_id(self.node_id)
+
+
+def identity_from_key(key: Ed25519PrivateKey) -> NodeIdentity:
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return NodeIdentity(key, node_id_from_public_key(raw))
+
+
+def load_identity(path: Path) -> NodeIdentity:
+    """Read one identity file; every failure is an IdentityError that names the file and
+    says what to do, because the operator reads it in the keeper log."""
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError:
+        raise IdentityError(
+            f"no node identity at {path}: the node is not set up yet "
+            "(run `storagenode setup`); reports wait in the queue until it is"
+        ) from None
+    except OSError as exc:
+        raise IdentityError(
+            f"cannot read the node identity {path}: {exc.strerror or exc}; "
+            "reports wait in the queue until it can be read"
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise IdentityError(
+            f"the node identity {path} is not a readable private key ({exc}); "
+            "reports wait in the queue"
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise IdentityError(f"the node identity {path} is not an ed25519 key")
+    return identity_from_key(key)
+
+
+class IdentitySource:
+    """The identity in one file, re-read when the file changes.
+
+    The keeper may start before the node is set up, and an operator may set the node up
+    again; a stat per call is cheap next to the network request a report costs, and it
+    means no restart is needed for either.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int, int] | None = None
+        self._identity: NodeIdentity | None = None
+
+    @classmethod
+    def in_config_dir(cls, config_dir: Path) -> IdentitySource:
+        return cls(Path(config_dir) / IDENTITY_FILE)
+
+    def get(self) -> NodeIdentity:
+        """The current identity, or IdentityError saying why there is none."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self._stamp = self._identity = None
+            return load_identity(self.path)  # raises the error that says why
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._identity is None or stamp != self._stamp:
+            self._identity = None
+            self._identity = load_identity(self.path)
+            self._stamp = stamp
+        return self._identity
+
+    def node_id_text(self) -> str | None:
+        """The node ID if the identity can be read now, else None (never raises)."""
+        try:
+            return self.get().node_id_text
+        except IdentityError:
+            return None
