@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -374,5 +375,32 @@ def test_cpu_limits_affinity_priority_and_gomaxprocs_reach_the_node(tmp_path: Pa
             else:
                 group = Path((run.sup.snapshot()["limit_notes"] and "") or "")
                 assert report.cpu_rate == "cgroup-v2 cpu.max", group
+
+    asyncio.run(scenario())
+
+
+def test_shutdown_can_be_requested_from_another_thread_or_before_the_start(
+    tmp_path: Path,
+) -> None:
+    config = fast_config(tmp_path, [PY, "-c", "import time; time.sleep(60)"])
+
+    async def scenario() -> None:
+        run = Running(config)
+        async with run:
+            await run.wait_state("running")
+            pid = run.pid
+            assert pid is not None
+            # As a Windows service's stop handler does: from its own thread.
+            threading.Thread(target=run.sup.request_shutdown).start()
+            assert run.task is not None
+            await asyncio.wait_for(asyncio.shield(run.task), 5)
+            assert gone(pid) and run.state == "stopped"
+
+        early = Running(config)
+        early.sup.request_shutdown()
+        async with early:
+            assert early.task is not None
+            await asyncio.wait_for(asyncio.shield(early.task), 5)
+        assert early.sup.status.last_exit is None  # nothing was started
 
     asyncio.run(scenario())

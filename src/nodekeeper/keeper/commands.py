@@ -85,7 +85,7 @@ async def _serve(config: KeeperConfig, supervisor: Any) -> None:
         try:
             loop.add_signal_handler(signum, supervisor.request_shutdown)
         except (NotImplementedError, RuntimeError):  # Windows: the service stop calls it
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(supervisor.request_shutdown))
+            signal.signal(signum, lambda *_: supervisor.request_shutdown())
     log.info("keeper started; status on http://%s:%d/status", host, port)
     try:
         await supervisor.run()

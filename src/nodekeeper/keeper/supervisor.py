@@ -128,6 +128,8 @@ class Supervisor:
         self.probe = make_probe(config)
         self.status = NodeStatus(limits=platform.describe_limits(self.limits))
         self._shutdown: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = False
         self._needs_setup_logged: float | None = None
         self._unreleased: list[ProcessHandle] = []
         self._record = TreeRecord(config.state_path() / IDENTITY_FILE)
@@ -148,13 +150,18 @@ class Supervisor:
         return status_dict(self.status, view, self.platform.name)
 
     def request_shutdown(self) -> None:
-        """Stop the node gracefully and make :meth:`run` return (signal handler safe)."""
-        if self._shutdown is not None:
-            self._shutdown.set()
+        """Stop the node gracefully and make :meth:`run` return. Safe from any thread (the
+        Windows service's stop handler runs on its own) and from signal handlers."""
+        self._stop_requested = True
+        if self._shutdown is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._shutdown.set)
 
     async def run(self) -> None:
         """Supervise until :meth:`request_shutdown`; the node is stopped when it returns."""
         self._shutdown = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self._stop_requested:  # asked before run() began: start nothing
+            self._shutdown.set()
         self._record.remove_leftover(self.platform)
         while not self._shutdown.is_set():
             code, reason = await self._run_once()
