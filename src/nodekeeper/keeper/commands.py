@@ -62,13 +62,15 @@ def run_command(args: argparse.Namespace) -> int:
         where = f"{config.source}: " if config.source else ""
         raise CommandError(f"{where}{exc}", EXIT_USAGE) from None
     try:
-        asyncio.run(_serve(config, supervisor))
+        asyncio.run(serve(config, supervisor))
     finally:
         sink.close()
     return EXIT_OK
 
 
-async def _serve(config: KeeperConfig, supervisor: Any) -> None:
+async def serve(config: KeeperConfig, supervisor: Any) -> None:
+    """Serve the status API and supervise until `supervisor.request_shutdown()` (SIGTERM,
+    SIGINT, or a Windows service stop calling it from its own thread)."""
     from nodekeeper.keeper.api import serve_status
 
     host, port = config.status_host_port()
