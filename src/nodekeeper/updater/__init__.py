@@ -1,0 +1,17 @@
+"""The updater's steps from "what to run" to "installed and passed preflight".
+
+One module per step, each usable on its own by the update state machine:
+
+    schedule   when to check next (pure: jitter, first delay, backoff, Retry-After)
+    checker    GET the announcement with If-None-Match, validate it
+    plan       what to fetch (pure: rollout decision, failed versions, platform artifact)
+    identity   the node ID from the node's identity.key
+    download   stream to downloads/<name>.part, resumable, bounded, hashed on the way
+    verify     size and sha256 against the announcement (the only place), rename
+    unpack     versions/<process>/<version>.tmp-* → fsync → rename, hostile entries refused
+    preflight  run `<artifact> version`, require the announced version
+    errors     the typed failures; each has a ``kind`` for reports
+
+This package imports nothing heavy itself: ``checker`` and ``download`` pull in httpx,
+so the keeper imports them only when it first checks.
+"""
