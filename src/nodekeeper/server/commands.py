@@ -6,11 +6,15 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nodekeeper.cli import EXIT_USAGE, CommandError
-from nodekeeper.version.versions import parse_version
 
-from .client import AdminClient, AdminClientError
+if TYPE_CHECKING:
+    from .client import AdminClient
+
+# Handlers import what they use: `nodekeeper run` (the keeper service) shares this
+# parser and should not pay for httpx, rich and the server at start-up.
 
 DEFAULT_LISTEN = "127.0.0.1:7780"
 
@@ -129,6 +133,8 @@ def _server_run(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> AdminClient:
+    from .client import AdminClient, AdminClientError
+
     try:
         return AdminClient.from_environment(args.server)
     except AdminClientError as exc:
@@ -136,6 +142,8 @@ def _client(args: argparse.Namespace) -> AdminClient:
 
 
 def _call(args: argparse.Namespace, fn):
+    from .client import AdminClientError
+
     client = _client(args)
     try:
         return fn(client)
@@ -226,6 +234,8 @@ def _rollout_status(args: argparse.Namespace) -> int:
 
     from rich.console import Console
     from rich.table import Table
+
+    from nodekeeper.version.versions import parse_version
 
     rows = _call(args, lambda c: c.request("GET", "/v1/admin/status"))
     if args.json:
