@@ -8,7 +8,6 @@ that the keeper updates, and only the file format and the node-ID rule are share
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +41,13 @@ def identity_from_key(key: Ed25519PrivateKey) -> NodeIdentity:
 
 def load_identity(path: Path) -> NodeIdentity:
     """Read one identity file; every failure is an IdentityError that names the file and
-    says what to do, because the operator reads it in the keeper log."""
+    says what happens meanwhile, because the operator reads it in the keeper log."""
+    return parse_identity(read_identity_file(path), path)
+
+
+def read_identity_file(path: Path) -> bytes:
     try:
-        pem = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise IdentityError(
             f"no node identity at {path}: the node is not set up yet "
@@ -55,6 +58,9 @@ def load_identity(path: Path) -> NodeIdentity:
             f"cannot read the node identity {path}: {exc.strerror or exc}; "
             "reports wait in the queue until it can be read"
         ) from None
+
+
+def parse_identity(pem: bytes, path: Path) -> NodeIdentity:
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -63,21 +69,25 @@ def load_identity(path: Path) -> NodeIdentity:
             "reports wait in the queue"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise IdentityError(f"the node identity {path} is not an ed25519 key")
+        raise IdentityError(
+            f"the node identity {path} is not an ed25519 key; reports wait in the queue"
+        )
     return identity_from_key(key)
 
 
 class IdentitySource:
-    """The identity in one file, re-read when the file changes.
+    """The identity in one file, re-read on every use.
 
     The keeper may start before the node is set up, and an operator may set the node up
-    again; a stat per call is cheap next to the network request a report costs, and it
-    means no restart is needed for either.
+    again; reading a 120-byte file is cheap next to the network request a report costs,
+    and it means no restart is needed for either. (Comparing stat results instead would
+    miss a rewrite within one tick of the file system's coarse timestamps.) The key is
+    parsed again only when the bytes change.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._stamp: tuple[int, int, int] | None = None
+        self._pem: bytes | None = None
         self._identity: NodeIdentity | None = None
 
     @classmethod
@@ -86,16 +96,11 @@ class IdentitySource:
 
     def get(self) -> NodeIdentity:
         """The current identity, or IdentityError saying why there is none."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            self._stamp = self._identity = None
-            return load_identity(self.path)  # raises the error that says why
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if self._identity is None or stamp != self._stamp:
+        pem = read_identity_file(self.path)
+        if self._identity is None or pem != self._pem:
             self._identity = None
-            self._identity = load_identity(self.path)
-            self._stamp = stamp
+            self._identity = parse_identity(pem, self.path)
+            self._pem = pem
         return self._identity
 
     def node_id_text(self) -> str | None:
