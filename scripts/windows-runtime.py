@@ -199,7 +199,7 @@ def install_closure(roots: list[str], site: Path, python_version: str) -> None:
         # top-level directory that already exists, which would drop a namespace package.
         with tempfile.TemporaryDirectory(prefix="nk-round-") as fresh:
             pip(
-                "install", "--no-deps", "--only-binary=:all:",
+                "install", "--no-deps", "--only-binary=:all:", "--no-compile",
                 "--platform", "win_amd64", "--python-version", python_version,
                 "--implementation", "cp", "--target", fresh, *wanted,
             )  # fmt: skip
@@ -272,12 +272,15 @@ def prune(cache: Path, keep: Path) -> None:
 def release_runtime(embed_zip: Path | None, out: Path, with_project: bool) -> Path:
     if out.exists():
         raise SystemExit(f"{out} exists; remove it first")
-    shutil.copytree(cached_runtime(embed_zip), out, symlinks=True)
+    # The markers wine-prepare.sh leaves in the cache are no part of a release.
+    skip = shutil.ignore_patterns(".compile-lock", ".compiled-under-wine")
+    shutil.copytree(cached_runtime(embed_zip), out, symlinks=True, ignore=skip)
     if with_project:
         with tempfile.TemporaryDirectory(prefix="nk-wheel-") as wheels:
             pip("wheel", "--no-deps", "-w", wheels, str(ROOT))
             (wheel,) = Path(wheels).glob("nodekeeper-*.whl")
-            pip("install", "--no-deps", "--target", str(out / SITE_PACKAGES), str(wheel))
+            site = str(out / SITE_PACKAGES)
+            pip("install", "--no-deps", "--no-compile", "--target", site, str(wheel))
         manifest = json.loads((out / "runtime-manifest.json").read_text())
         write_manifest(out, manifest["python"])
     return out

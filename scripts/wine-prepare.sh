@@ -16,10 +16,12 @@ command -v wine >/dev/null || { echo "wine not found: run make system-packages" 
 export WINEARCH=win64 WINEDEBUG=-all
 unset DISPLAY  # the console runtime needs no X; without this Wine may try to open one
 
-# 1. The prefix template, booted once per Wine version.
+# 1. The prefix template, booted once per Wine version and shim set. It is copied under
+#    the lock too (see 3.), so a run never copies a template while another prunes it.
 wine_version=$(wine --version | tr -c 'A-Za-z0-9.\n' '-')
+shims_hash=$(sha256sum "$root/scripts/wine-shims.py" | cut -c1-8)
 templates=$cache/wine-prefix
-template=$templates/$wine_version
+template=$templates/$wine_version-$shims_hash
 mkdir -p "$templates"
 exec 9>"$templates/.lock"
 flock 9  # two runs starting at once build the template once
@@ -31,22 +33,41 @@ if [ ! -e "$template/.nodekeeper-complete" ]; then
   # Wait until the server has flushed the registry and exited on its own.
   WINEPREFIX=$partial timeout 120 wineserver -w </dev/null >/dev/null 2>&1
   rm -f "$partial/wineserver"
+  "$python" "$root/scripts/wine-shims.py" "$partial"  # DLLs this Wine lacks (see there)
   touch "$partial/.nodekeeper-complete"
   mv "$partial" "$template"
+  # Older templates (other Wine or shims) are ~700 MB each; runs already copied theirs.
+  find "$templates" -mindepth 1 -maxdepth 1 -type d ! -path "$template" -exec rm -rf {} +
   echo "wine-prepare: booted prefix template $template in $((SECONDS - started)) s" >&2
 fi
+run=$(mktemp -d "${TMPDIR:-/tmp}/nodekeeper-wine.XXXXXX")
+touch "$run/.nodekeeper-wine-run"  # wine-cleanup.sh removes only dirs that carry this
+prefix=$run/prefix
+cp -al "$template" "$prefix" 2>/dev/null || cp -a "$template" "$prefix"
 flock -u 9
 
 # 2. The runtime (cached by the builder itself, keyed by its inputs).
 runtime_cache=$("$python" "$root/scripts/windows-runtime.py" ${NODEKEEPER_WINDOWS_EMBED_ZIP:+--embed-zip "$NODEKEEPER_WINDOWS_EMBED_ZIP"})
 
-# 3. This run's copy. Hard links are safe here: Wine saves the registry by writing a new
-#    file and renaming it, but we still give the run real copies of the few top-level files
-#    it rewrites; everything else is only ever read or added to.
-run=$(mktemp -d "${TMPDIR:-/tmp}/nodekeeper-wine.XXXXXX")
-touch "$run/.nodekeeper-wine-run"  # wine-cleanup.sh removes only dirs that carry this
-prefix=$run/prefix
-cp -al "$template" "$prefix" 2>/dev/null || cp -a "$template" "$prefix"
+# 2b. Bytecode for the runtime's packages, compiled once into the cache by the runtime
+#    itself (pip compiled nothing: the host's Python is another version). Saves every run
+#    ~10 s of first imports. Not `-j`: multiprocessing's spawn hangs under Wine.
+if [ ! -e "$runtime_cache/.compiled-under-wine" ]; then
+  exec 8>"$runtime_cache/.compile-lock"
+  flock 8
+  if [ ! -e "$runtime_cache/.compiled-under-wine" ]; then
+    win_cache="Z:${runtime_cache//\//\\}"
+    WINEPREFIX=$prefix wine "$win_cache\\python.exe" -m compileall -q \
+      "$win_cache\\Lib\\site-packages" </dev/null >/dev/null 2>&1 || true
+    WINEPREFIX=$prefix wineserver -k </dev/null >/dev/null 2>&1 || true
+    touch "$runtime_cache/.compiled-under-wine"
+  fi
+  flock -u 8
+fi
+
+# 3. This run's copy (made above). Hard links are safe here: Wine saves the registry by
+#    writing a new file and renaming it, but we still give the run real copies of the few
+#    top-level files it rewrites; everything else is only ever read or added to.
 for f in "$prefix"/*.reg "$prefix"/.update-timestamp; do
   cp -p "$f" "$f.copy" && mv "$f.copy" "$f"
 done

@@ -1,0 +1,291 @@
+"""Windows implementation of the platform interface: one Job Object per node tree.
+
+- Start: the node is created suspended, in a new process group, put in a fresh Job Object
+  with every limit already set, and only then resumed, so not one instruction of it runs
+  outside the job or its limits, and every process it starts lands in the same job.
+- Dies with the keeper: the job has JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE and only the
+  keeper holds a handle to it, so when the keeper exits, however abruptly, Windows closes
+  the handle and kills the whole tree.
+- Graceful stop: CTRL_BREAK_EVENT to the node's process group (windows_console.py says
+  why, and how a service without a console still gets to send it).
+- Kill: TerminateJobObject, one call for the whole tree, grandchildren included.
+- Limits: the job's memory limits (hard), CPU rate control (hard cap), affinity and
+  priority class. Affinity and priority are also set on the node's process directly
+  before it resumes: identical on Windows, and visible where a job's limits are not
+  applied (Wine stores none of them).
+- Memory is read as private bytes (commit charge), which is what grows when a node leaks
+  and what the job memory limit counts; the working set shrinks under memory pressure and
+  would hide a leak.
+
+pywin32 is imported here at module level: this module is only imported on Windows
+(``nodekeeper.platform.current_platform``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+import pywintypes
+import win32process
+
+from nodekeeper.platform import windows_console as console
+from nodekeeper.platform import windows_job as jobs
+from nodekeeper.platform import windows_process as winproc
+from nodekeeper.platform.base import (
+    MECH_JOB_AFFINITY,
+    MECH_JOB_CPU_RATE,
+    MECH_JOB_MEMORY,
+    MECH_NONE,
+    MECH_PRIORITY_CLASS,
+    LaunchSpec,
+    LimitReport,
+    Platform,
+    ProcessHandle,
+    ResourceLimits,
+    Usage,
+)
+
+# Exit status of a tree killed by kill_tree / kill_leftover (what `taskkill /F` uses).
+KILLED_EXIT_CODE = 1
+# Lines of node output longer than this are split rather than failing the reader.
+STREAM_LIMIT = 1024 * 1024
+
+
+class WindowsHandle(ProcessHandle):
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        process: Any,
+        job: Any,
+        job_name: str,
+        created: float,
+        limits: LimitReport,
+    ) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+        assert proc.stdout is not None and proc.stderr is not None
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.limits = limits
+        self.process = process  # our own handle: keeps the pid from being recycled
+        self.job: Any | None = job
+        self.job_name = job_name
+        self.created = created
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "platform": "windows",
+            "pid": self.pid,
+            "create_time": self.created,
+            "job": self.job_name,
+        }
+
+
+class WindowsPlatform(Platform):
+    name = "windows"
+    graceful_signal_name = "CTRL_BREAK_EVENT"
+
+    @cached_property
+    def _cpu_rate_error(self) -> int:
+        """0 when this Windows accepts a job CPU rate cap, else the error it gives.
+        Asked once with a throw-away job: Windows 7 and Wine refuse the class."""
+        probe = jobs.create("")
+        try:
+            return jobs.set_cpu_rate(probe, jobs.CPU_RATE_FULL)
+        finally:
+            probe.Close()
+
+    def describe_limits(self, limits: ResourceLimits) -> LimitReport:
+        notes = []
+        cpu = MECH_NONE
+        if limits.cpu_rate_percent is not None:
+            if self._cpu_rate_error:
+                notes.append(_cpu_rate_note(self._cpu_rate_error))
+            else:
+                cpu = MECH_JOB_CPU_RATE
+        return LimitReport(
+            memory_hard=MECH_JOB_MEMORY if limits.memory_hard_bytes is not None else MECH_NONE,
+            cpu_rate=cpu,
+            affinity=MECH_JOB_AFFINITY if limits.cpu_cores is not None else MECH_NONE,
+            priority=MECH_PRIORITY_CLASS if limits.below_normal_priority else MECH_NONE,
+            notes=tuple(notes),
+        )
+
+    async def start(self, spec: LaunchSpec) -> ProcessHandle:
+        limits = spec.limits
+        wanted = jobs.job_limits(limits, os.cpu_count() or 1)
+        report = self.describe_limits(limits)
+        if not console.ensure_console():
+            report = _with_note(report, _NO_CONSOLE_NOTE)
+        name = jobs.job_name(spec.name)
+        job = jobs.create(name)
+        try:
+            # Limits first, process second: the job is complete before anything joins it.
+            jobs.set_extended_limits(job, wanted)
+            if wanted.cpu_rate is not None and report.cpu_rate == MECH_JOB_CPU_RATE:
+                error = jobs.set_cpu_rate(job, wanted.cpu_rate)
+                if error:
+                    report = _without_cpu_rate(report, error)
+            proc = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(spec.env),
+                cwd=spec.cwd,
+                creationflags=_creation_flags(limits),
+                limit=STREAM_LIMIT,
+            )
+        except BaseException:
+            job.Close()
+            raise
+        process = None
+        try:
+            process = winproc.open_process(proc.pid)
+            jobs.assign(job, process)
+            # Also on the process itself, not only through the job: see the docstring.
+            if wanted.affinity:
+                win32process.SetProcessAffinityMask(process, wanted.affinity)
+            if wanted.priority_class:
+                win32process.SetPriorityClass(process, wanted.priority_class)
+            created = winproc.creation_time(process)
+            winproc.resume(process)
+        except BaseException:
+            # Never leave a suspended orphan: closing the job kills what is in it, and
+            # the explicit kill covers a failure before the assignment.
+            with contextlib.suppress(OSError):
+                proc.kill()
+            if process is not None:
+                process.Close()
+            job.Close()
+            raise
+        return WindowsHandle(proc, process, job, name, created, report)
+
+    def request_stop(self, handle: ProcessHandle) -> bool:
+        if handle.returncode is not None:
+            return True
+        sent, _error = console.send_break(handle.pid)
+        return sent
+
+    def kill_tree(self, handle: ProcessHandle) -> None:
+        assert isinstance(handle, WindowsHandle)
+        if handle.job is not None:
+            jobs.terminate(handle.job, KILLED_EXIT_CODE)
+        # The root also by its own handle: it is in the job unless start() failed midway.
+        if handle.returncode is None:
+            winproc.terminate(handle.process, KILLED_EXIT_CODE)
+
+    def usage(self, handle: ProcessHandle) -> Usage | None:
+        assert isinstance(handle, WindowsHandle)
+        if handle.returncode is not None or handle.job is None:
+            return None
+        pids = jobs.process_ids(handle.job)
+        times = winproc.cpu_seconds_by_pid()
+        memory = 0
+        cpu = 0.0
+        alive = 0
+        for pid in pids:
+            private = winproc.private_bytes_of(pid)
+            if private is None:
+                continue  # exited between listing and reading
+            memory += private
+            cpu += times.get(pid, 0.0)
+            alive += 1
+        # The job's accounting includes processes that already exited (Windows only;
+        # Wine reports 0), the live sum covers Wine: the larger is the better figure.
+        with contextlib.suppress(pywintypes.error):
+            cpu = max(cpu, jobs.cpu_seconds(handle.job))
+        return Usage(memory, "private", cpu, alive)
+
+    def release(self, handle: ProcessHandle) -> None:
+        assert isinstance(handle, WindowsHandle)
+        # Closing the last handle to the job kills anything still in it (kill-on-close):
+        # a grandchild that outlived the node does not linger after the supervisor is done.
+        if handle.job is not None:
+            handle.job.Close()
+            handle.job = None
+        if handle.process is not None:
+            handle.process.Close()
+
+    def kill_leftover(self, identity: Mapping[str, Any]) -> int:
+        if identity.get("platform") != "windows":
+            return 0
+        # Normally there is nothing: the old keeper's death closed its job handle and
+        # kill-on-close took the tree. The job outlives it only if another process holds
+        # a handle to it; then it still names exactly that tree.
+        name = str(identity.get("job") or "")
+        job = jobs.open_existing(name) if name else None
+        if job is not None:
+            try:
+                pids = jobs.process_ids(job)
+                jobs.terminate(job, KILLED_EXIT_CODE)
+                return len(pids)
+            finally:
+                job.Close()
+        return _kill_if_same(int(identity.get("pid", 0)), float(identity.get("create_time", 0)))
+
+
+_NO_CONSOLE_NOTE = (
+    "graceful stop unavailable: the keeper has no console and could not allocate one, so "
+    "CTRL_BREAK_EVENT cannot reach the node; the stop timeout ends in a tree kill"
+)
+
+
+def _creation_flags(limits: ResourceLimits) -> int:
+    flags = subprocess.CREATE_NEW_PROCESS_GROUP | win32process.CREATE_SUSPENDED
+    if limits.below_normal_priority:
+        flags |= win32process.BELOW_NORMAL_PRIORITY_CLASS  # Wine ignores it: set again later
+    return flags
+
+
+def _cpu_rate_note(error: int) -> str:
+    return (
+        f"CPU rate cap not in force: Windows refused job CPU rate control (error {error}); "
+        "it needs Windows 8 / Server 2012 or later"
+    )
+
+
+def _with_note(report: LimitReport, note: str) -> LimitReport:
+    return LimitReport(
+        report.memory_hard, report.cpu_rate, report.affinity, report.priority,
+        (*report.notes, note),
+    )  # fmt: skip
+
+
+def _without_cpu_rate(report: LimitReport, error: int) -> LimitReport:
+    return LimitReport(
+        report.memory_hard, MECH_NONE, report.affinity, report.priority,
+        (*report.notes, _cpu_rate_note(error)),
+    )  # fmt: skip
+
+
+def _kill_if_same(pid: int, created: float) -> int:
+    """Kill pid only if it is still the process that was started at ``created``."""
+    if pid <= 0:
+        return 0
+    try:
+        process = winproc.open_process(pid)
+    except pywintypes.error:
+        return 0
+    try:
+        if abs(winproc.creation_time(process) - created) > 0.001:
+            return 0  # the pid was recycled: not ours
+        if not winproc.is_running(process):
+            return 0
+        winproc.terminate(process, KILLED_EXIT_CODE)
+        return 1
+    finally:
+        process.Close()

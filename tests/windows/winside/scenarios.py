@@ -1,0 +1,287 @@
+"""Scenarios that exercise nodekeeper.platform.windows for real, inside Wine.
+
+    python.exe scenarios.py NAME
+
+Each scenario starts real processes (programs.py) through the Windows platform, looks at
+them with Win32 calls, and prints one line `RESULT {json}` with what it saw. The pytest
+side (test_platform_wine.py) makes the assertions, so a failure reads like any other.
+Cleanup is in `finally` blocks: a failed scenario must not leave processes in the prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import win32api
+import win32con
+import win32job
+import win32process
+
+from nodekeeper.platform import LaunchSpec, ResourceLimits, current_platform
+from nodekeeper.platform import windows_console as console
+from nodekeeper.platform import windows_job as jobs
+from nodekeeper.platform.windows import WindowsHandle
+
+PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "programs.py")
+STILL_ACTIVE = 259
+
+
+def wine_version() -> str | None:
+    """Wine's version, or None on real Windows (ntdll exports wine_get_version there)."""
+    try:
+        get = ctypes.CDLL("ntdll").wine_get_version
+    except AttributeError:
+        return None
+    get.restype = ctypes.c_char_p
+    return get().decode()
+
+
+def alive(pid: int) -> bool:
+    try:
+        handle = win32api.OpenProcess(win32con.PROCESS_QUERY_INFORMATION, False, pid)
+    except win32api.error:
+        return False
+    try:
+        return win32process.GetExitCodeProcess(handle) == STILL_ACTIVE
+    finally:
+        handle.Close()
+
+
+async def until_dead(pids: list[int], seconds: float) -> list[int]:
+    """Waits up to ``seconds`` for every pid to exit; returns those still alive."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = [pid for pid in pids if alive(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        await asyncio.sleep(0.05)
+
+
+def spec(*args: str, limits: ResourceLimits | None = None) -> LaunchSpec:
+    return LaunchSpec(
+        argv=[sys.executable, PROGRAMS, *args],
+        env=dict(os.environ),
+        limits=limits or ResourceLimits(),
+    )
+
+
+async def first_line(handle: WindowsHandle) -> list[str]:
+    line = await asyncio.wait_for(handle.stdout.readline(), 30)
+    return line.decode().split()
+
+
+async def runtime() -> dict[str, Any]:
+    """The runtime is complete: the project and every dependency import on Windows."""
+    import importlib
+    import platform
+
+    modules = [
+        "nodekeeper.cli", "nodekeeper.platform.windows", "fastapi", "uvicorn", "pydantic",
+        "sqlalchemy", "psycopg", "cryptography.hazmat.primitives.asymmetric.ed25519",
+        "httpx", "rich", "psutil", "prometheus_client", "platformdirs", "semver", "base58",
+        "tomli_w", "win32service", "win32serviceutil", "servicemanager", "win32job",
+    ]  # fmt: skip
+    failed = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # report every failure, not just the first
+            failed[name] = repr(exc)
+    return {
+        "version": list(sys.version_info[:3]),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "failed_imports": failed,
+        "platform_name": current_platform().name,
+        "wine": wine_version(),
+    }
+
+
+async def tree_kill() -> dict[str, Any]:
+    platform = current_platform()
+    handle = await platform.start(spec("tree"))
+    assert isinstance(handle, WindowsHandle)
+    try:
+        _, node, grandchild = await first_line(handle)
+        pids = [int(node), int(grandchild)]
+        in_job = sorted(jobs.process_ids(handle.job))
+        platform.kill_tree(handle)
+        code = await asyncio.wait_for(handle.wait(), 10)
+        survivors = await until_dead(pids, 5)
+        return {"pids": pids, "in_job": in_job, "code": code, "survivors": survivors,
+                "returncode": handle.returncode, "usage_after": platform.usage(handle)}  # fmt: skip
+    finally:
+        platform.kill_tree(handle)
+        platform.release(handle)
+
+
+async def kill_on_close() -> dict[str, Any]:
+    """A keeper process starts a tree, then dies abruptly (TerminateProcess, the Windows
+    kill -9): kill-on-close must take the node and its grandchild with it."""
+    keeper = subprocess.Popen(
+        [sys.executable, PROGRAMS, "keeper"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+    )
+    try:
+        assert keeper.stdout is not None
+        words = keeper.stdout.readline().decode().split()  # keeper PID pids NODE GRANDCHILD
+        node, grandchild = int(words[3]), int(words[4])
+        alive_before = [alive(node), alive(grandchild)]
+        started = time.monotonic()
+        keeper.kill()  # TerminateProcess: no cleanup code runs in the keeper
+        keeper.wait(10)
+        survivors = await until_dead([node, grandchild], 10)
+        return {"alive_before": alive_before, "survivors": survivors,
+                "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
+    finally:
+        keeper.kill()
+
+
+async def limits() -> dict[str, Any]:
+    """Affinity and priority read back from the processes; the job's limit structures
+    read back from the job (Wine accepts them but reads back zeros)."""
+    wanted = ResourceLimits(
+        memory_hard_bytes=256 << 20, cpu_rate_percent=50.0, cpu_cores=(0,),
+        below_normal_priority=True,
+    )  # fmt: skip
+    platform = current_platform()
+    handle = await platform.start(spec("tree", limits=wanted))
+    assert isinstance(handle, WindowsHandle)
+    try:
+        _, node, grandchild = await first_line(handle)
+        readings = {}
+        for label, pid in (("node", int(node)), ("grandchild", int(grandchild))):
+            proc = win32api.OpenProcess(win32con.PROCESS_QUERY_INFORMATION, False, pid)
+            readings[label] = {
+                "priority": win32process.GetPriorityClass(proc),
+                "affinity": win32process.GetProcessAffinityMask(proc)[0],
+                "in_job": bool(win32job.IsProcessInJob(proc, handle.job)),
+            }
+            proc.Close()
+        extended = jobs.query_extended_limits(handle.job)
+        return {
+            "report": handle.limits.as_dict(),
+            "describe": platform.describe_limits(wanted).as_dict(),
+            "readings": readings,
+            "job_limit_flags": extended["BasicLimitInformation"]["LimitFlags"],
+            "job_memory_limit": extended["JobMemoryLimit"],
+            "job_cpu_rate": jobs.query_cpu_rate(handle.job),
+            "expected": jobs.job_limits(wanted, os.cpu_count() or 1).__dict__,
+            "cpu_rate_error": jobs.set_cpu_rate(handle.job, 5000),
+            "wine": wine_version(),
+        }
+    finally:
+        platform.kill_tree(handle)
+        platform.release(handle)
+
+
+async def usage() -> dict[str, Any]:
+    platform = current_platform()
+    handle = await platform.start(spec("hog", "120", "1.0"))
+    try:
+        words = await first_line(handle)
+        before = platform.usage(handle)
+        idle = await asyncio.wait_for(handle.stdout.readline(), 60)  # after the busy loop
+        after = platform.usage(handle)
+        return {"ready": words, "idle": idle.decode().strip(),
+                "before": before.__dict__ if before else None,
+                "after": after.__dict__ if after else None}  # fmt: skip
+    finally:
+        platform.kill_tree(handle)
+        await handle.wait()
+        platform.release(handle)
+
+
+async def graceful_stop() -> dict[str, Any]:
+    platform = current_platform()
+    handle = await platform.start(spec("break"))
+    try:
+        await first_line(handle)
+        sent = platform.request_stop(handle)
+        error = console.send_break(handle.pid)[1]
+        try:
+            # A node that got the event exits at once; one that did not keeps running, and
+            # a second is plenty to see that.
+            code: int | None = await asyncio.wait_for(handle.wait(), 5 if sent else 1)
+        except TimeoutError:
+            code = None
+        rest = (await handle.stdout.read()).decode() if code is not None else ""
+        still_running = handle.returncode is None
+        platform.kill_tree(handle)
+        killed_code = await asyncio.wait_for(handle.wait(), 10)
+        return {"sent": sent, "error": error, "code": code, "output": rest,
+                "still_running": still_running, "killed_code": killed_code,
+                "has_console": console.has_console(), "wine": wine_version()}  # fmt: skip
+    finally:
+        platform.kill_tree(handle)
+        platform.release(handle)
+
+
+async def pipes() -> dict[str, Any]:
+    platform = current_platform()
+    handle = await platform.start(spec("echo"))
+    try:
+        out, err = await asyncio.gather(handle.stdout.read(), handle.stderr.read())
+        code = await asyncio.wait_for(handle.wait(), 10)
+        return {"stdout": out.decode(), "stderr": err.decode(), "code": code,
+                "usage_after_exit": platform.usage(handle)}  # fmt: skip
+    finally:
+        platform.release(handle)
+        platform.release(handle)  # idempotent
+
+
+async def start_failure() -> dict[str, Any]:
+    try:
+        await current_platform().start(
+            LaunchSpec(argv=["C:\\no\\such\\node.exe"], env=dict(os.environ))
+        )
+    except OSError as exc:
+        return {"raised": type(exc).__name__}
+    return {"raised": None}
+
+
+async def kill_leftover() -> dict[str, Any]:
+    platform = current_platform()
+    handle = await platform.start(spec("tree"))
+    try:
+        _, node, grandchild = await first_line(handle)
+        identity = json.loads(json.dumps(handle.identity()))  # as the state file holds it
+        recycled = {**identity, "job": "nodekeeper-no-such-job", "create_time": 1.0}
+        wrong_os = {**identity, "platform": "posix"}
+        killed_recycled = platform.kill_leftover(recycled)
+        killed_wrong_os = platform.kill_leftover(wrong_os)
+        alive_after_mismatch = [alive(int(node)), alive(int(grandchild))]
+        killed = platform.kill_leftover(identity)
+        survivors = await until_dead([int(node), int(grandchild)], 5)
+        by_pid = {**identity, "job": "nodekeeper-no-such-job"}
+        return {"identity": identity, "killed_recycled": killed_recycled,
+                "killed_wrong_os": killed_wrong_os, "alive_after_mismatch": alive_after_mismatch,
+                "killed": killed, "survivors": survivors,
+                "killed_again": platform.kill_leftover(by_pid)}  # fmt: skip
+    finally:
+        platform.kill_tree(handle)
+        platform.release(handle)
+
+
+SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+    "runtime": runtime,
+    "tree_kill": tree_kill,
+    "kill_on_close": kill_on_close,
+    "limits": limits,
+    "usage": usage,
+    "graceful_stop": graceful_stop,
+    "pipes": pipes,
+    "start_failure": start_failure,
+    "kill_leftover": kill_leftover,
+}
+
+if __name__ == "__main__":
+    result = asyncio.run(SCENARIOS[sys.argv[1]]())
+    print("RESULT " + json.dumps(result, default=repr), flush=True)
