@@ -116,7 +116,8 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 @dataclass
 class ReadOnlyDir:
-    path: Path
+    path: Path  # the read-only mount
+    source: Path  # the same directory, writable, for setting up files beforehand
 
     def make_writable(self) -> None:
         _mount("-o", "remount,bind,rw", str(self.path))
@@ -134,6 +135,6 @@ def readonly_dir(tmp_path: Path) -> Iterator[ReadOnlyDir]:
     _mount("--bind", str(source), str(mnt))
     try:
         _mount("-o", "remount,bind,ro", str(mnt))
-        yield ReadOnlyDir(mnt)
+        yield ReadOnlyDir(mnt, source)
     finally:
         _umount(mnt)

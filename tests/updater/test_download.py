@@ -139,7 +139,8 @@ def test_more_bytes_than_announced_in_content_length(
 ) -> None:
     url = files.add("/a.zip", DATA)
     files.fault(extra=b"x" * 1000)
-    with pytest.raises(VerificationFailed, match=f"is {len(DATA) + 1000} bytes, the announcement says {len(DATA)}"):
+    expected = f"is {len(DATA) + 1000} bytes, the announcement says {len(DATA)}"
+    with pytest.raises(VerificationFailed, match=expected):
         fetch(client, url, part)
     assert not part.exists()
     assert fetch(client, url, part).size == len(DATA)
@@ -205,7 +206,7 @@ def test_server_copy_shorter_than_announced_is_refused_not_resumed_forever(
     url = files.add("/a.zip", short)
     part.parent.mkdir(parents=True)
     part.write_bytes(short)  # as long as the server's whole file: its Range gets a 416
-    with pytest.raises(VerificationFailed, match="server's copy .* is 1000000 bytes"):
+    with pytest.raises(VerificationFailed, match=r"server's copy .* is 1000000 bytes"):
         fetch(client, url, part, data=DATA)
     assert [(s.range, s.status) for s in files.served] == [("bytes=1000000-", 416), (None, 200)]
     assert not part.exists()
@@ -296,7 +297,7 @@ def test_not_enough_space_is_refused_before_any_request(
     files: FileServer, client: httpx.Client, part: Path
 ) -> None:
     url = files.add("/a.zip", DATA)
-    with pytest.raises(OutOfSpace, match="needs .* MiB free in") as info:
+    with pytest.raises(OutOfSpace, match=r"needs .* MiB free in") as info:
         download(client, artifact_for(url, DATA), part, free_space_margin=10**18)
     assert info.value.kind == "out_of_space"
     assert info.value.needed == 10**18 + len(DATA)
