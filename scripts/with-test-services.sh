@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs a command with the services the tests need: a throw-away PostgreSQL cluster on
 # loopback. The cluster lives in a temp dir and is stopped and removed on exit.
+# Also a private Wine prefix with the Windows runtime (tests/windows; runtime and prefix
+# template cached between runs) whose wineserver is started before and killed after.
 set -euo pipefail
+scripts=$(cd "$(dirname "$0")" && pwd)
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$pg_bin/initdb" ] || { echo "PostgreSQL server binaries not found: run make system-packages" >&2; exit 1; }
 work=$(mktemp -d /tmp/nodekeeper-pg.XXXXXX)
@@ -12,6 +15,7 @@ as_pg=()
 cleanup() {
   "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$work"
+  "$scripts/wine-cleanup.sh" || true
 }
 trap cleanup EXIT
 "${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U nodekeeper --auth=trust -E UTF8 >/dev/null
@@ -19,4 +23,8 @@ trap cleanup EXIT
   -o "-c listen_addresses=127.0.0.1 -p $port -k $work -c fsync=off" start >/dev/null
 export NODEKEEPER_TEST_PG_URL="postgresql+psycopg://nodekeeper@127.0.0.1:$port/postgres"
 export NODEKEEPER_TEST_REQUIRE_PG=1
+wine_env=$("$scripts/wine-prepare.sh")  # WINEPREFIX, NODEKEEPER_WINE_RUNTIME, ...
+eval "$wine_env"
+"$scripts/wine-start.sh"
+export NODEKEEPER_TEST_REQUIRE_WINE=1
 "$@"
