@@ -344,3 +344,15 @@ def test_queue_survives_its_directory_being_moved_under_it(
 
     asyncio.run(scenario())
     assert ns(stored(server)) == [0]
+
+
+def test_bad_fields_are_logged_never_raised(
+    tmp_path: Path, down_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    reporter = make_reporter(tmp_path / "reports", tmp_path / "node", down_url)
+    assert reporter.report("hang", "x", process="storagenode", version="not a version") is None
+    assert reporter.report("nonsense", "x", process="storagenode", version="1.0.0") is None  # type: ignore[arg-type]
+    assert reporter.report("hang", "x", process="Bad Name", version="1.0.0") is None
+    assert len(reporter.outbox) == 0
+    assert caplog.text.count("cannot queue a") == 3
+    assert reporter.report("hang", "x", process="storagenode", version="1.0.0") is not None

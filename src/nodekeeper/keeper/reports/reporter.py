@@ -126,9 +126,12 @@ class Reporter:
             )
             with self._lock:
                 outcome = self.outbox.put(record)
+        except ValueError as exc:  # a field the server would refuse: waiting cannot help
+            log.error("cannot queue a %s report (%s): %s", kind, message[:200], exc)
+            return None
         except Exception:
-            # The keeper's own bug or a field the server would refuse; the caller is in
-            # the middle of keeping the node alive and must not be stopped by a report.
+            # The keeper's own bug. The caller is in the middle of keeping the node alive
+            # and must not be stopped by a report.
             log.exception("cannot queue a %s report (%s)", kind, message[:200])
             return None
         if outcome == "dropped":
