@@ -163,6 +163,50 @@ class StatusConfig(_Section):
         return value
 
 
+class UpdateConfig(_Section):
+    """``[update]``: present = the keeper installs and updates the node itself.
+
+    Without this table the keeper runs ``node.command`` as it is (unmanaged)."""
+
+    # The control plane: its ``/`` announces versions, ``/v1/reports`` takes reports.
+    server: str
+    process: str = "storagenode"
+    # Arguments after the installed artifact's own command (its manifest says how to run
+    # it); the placeholders work as in node.command.
+    args: list[str] = Field(default=["run", "--config-dir", "{config_dir}"])
+    # The announcement's platform key; default: this machine's (e.g. linux_amd64).
+    platform: str | None = None
+    # The node ID for the rollout math; default: read from {config_dir}/identity.key.
+    node_id: str | None = None
+    interval_seconds: Seconds = 900.0
+    jitter: float = Field(default=0.1, ge=0, lt=1)
+    # "random": the first check comes uniformly in [0, interval) after start (a fleet
+    # rebooted together spreads out); "now": at once. Nothing installed yet → at once.
+    first_check: Literal["random", "now"] = "random"
+    backoff_initial_seconds: Seconds = 30.0
+    backoff_max_seconds: Seconds = 3600.0
+    # A new version must answer its pulse for this long, with no exit, to be committed.
+    probation_seconds: Seconds = 60.0
+    # ...and must first answer within this long after its start (migrations included).
+    probation_start_timeout_seconds: Seconds = 300.0
+    preflight_timeout_seconds: Seconds = 30.0
+    connect_timeout_seconds: Seconds = 10.0
+    read_timeout_seconds: Seconds = 30.0
+    ca_bundle: str | None = None
+    # The node's "database is newer than this code" exit code (the reference node's 65):
+    # an old version refusing to start after a failed update means a migration ran.
+    downgrade_refused_exit_code: int = Field(default=65, ge=1, le=255)
+    # Retry a deletion of an old version that failed (a file held open) this often.
+    retention_retry_seconds: Seconds = 600.0
+
+    @field_validator("server")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL of the control plane")
+        return value.rstrip("/")
+
+
 class KeeperConfig(_Section):
     data_dir: str | None = None
     node: NodeConfig = Field(default_factory=NodeConfig)
@@ -172,6 +216,7 @@ class KeeperConfig(_Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
     logs: LogSettings = Field(default_factory=LogSettings)
+    update: UpdateConfig | None = None
 
     # Filled in by load_config(); not a TOML key.
     source: Path | None = Field(default=None, exclude=True)
@@ -193,6 +238,10 @@ class KeeperConfig(_Section):
 
     def state_path(self) -> Path:
         return self.data_path() / "state"
+
+    def update_args(self) -> list[str]:
+        assert self.update is not None
+        return [self.expand(a) for a in self.update.args]
 
     def expand(self, text: str) -> str:
         """Replace ``{data_dir}`` and ``{config_dir}`` in ``text``."""

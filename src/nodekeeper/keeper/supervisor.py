@@ -9,12 +9,13 @@ of what comes next is ``policy.decide_after_exit``. Everything else here is plum
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
 import signal
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psutil
@@ -47,6 +48,9 @@ STARTUP_POLL_SECONDS = 1.0
 # unless something outside the tree inherited them).
 PIPE_DRAIN_SECONDS = 2.0
 IDENTITY_FILE = "node.json"
+# Node output lines kept per run, so the updater can tell why a new version failed
+# (e.g. "database or disk is full") without reading the log files back.
+OUTPUT_TAIL_LINES = 40
 
 
 # Events the supervisor records in the error index itself (with structured fields) are
@@ -90,6 +94,50 @@ def make_probe(config: KeeperConfig) -> Probe:
     return ProcessProbe()
 
 
+class _TailSink:
+    """Passes node output on and keeps the last lines of the current run."""
+
+    def __init__(self, inner: LineSink, tail: deque[str]) -> None:
+        self.inner = inner
+        self.tail = tail
+
+    def write(self, line: str, stream: str) -> None:
+        self.tail.append(line)
+        self.inner.write(line, stream)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass(frozen=True)
+class ExitView:
+    """One exit of the node as the updater sees it: ``number`` counts every exit since
+    the keeper started; ``output`` is the last lines the run printed."""
+
+    number: int
+    code: int | None
+    reason: str
+    detail: str
+    output: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What the updater reads to judge a run (a copy; the supervisor keeps going).
+
+    ``spawns`` and ``exits`` only ever grow, so "did the node exit since the switch" is
+    ``exits > exits_at_switch`` even when the supervisor restarted it in between."""
+
+    generation: int  # which set_command/switch call the current run's command came from
+    spawns: int
+    exits: int
+    state: str
+    healthy_since_mono: float | None
+    pulse_ok: bool | None
+    pulse: dict[str, Any] | None
+    recent_exits: tuple[ExitView, ...]
+
+
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "could not be started"
@@ -111,13 +159,19 @@ class Supervisor:
     ) -> None:
         self.config = config
         self.platform = platform
-        self.sink = sink or LoggingSink()
+        self.output_tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
+        self.sink = _TailSink(sink or LoggingSink(), self.output_tail)
         self.errors = errors
-        cfg = config.restart
-        self.backoff = RestartBackoff(
-            cfg.backoff_initial_seconds, cfg.backoff_max_seconds, cfg.backoff_reset_after_seconds
-        )
-        self.crash_loop = CrashLoopDetector(cfg.crash_loop_crashes, cfg.crash_loop_window_seconds)
+        # The command the node runs: node.command unless the updater sets one (None:
+        # nothing installed yet, so nothing runs until the updater switches to a version).
+        self._argv: list[str] | None = config.node_argv()
+        self._generation = 0
+        self._run_generation = -1
+        self._switch: asyncio.Event | None = None
+        self._spawns = 0
+        self._exits = 0
+        self._exit_log: deque[ExitView] = deque(maxlen=OUTPUT_TAIL_LINES)
+        self._fresh_counters()
         self.cores = resolve_cores(config.limits.cpu_cores)
         self.limits = ResourceLimits(
             memory_hard_bytes=config.limits.memory_hard,
@@ -149,6 +203,43 @@ class Supervisor:
         }
         return status_dict(self.status, view, self.platform.name)
 
+    def set_command(self, argv: list[str] | None) -> None:
+        """The command to run from the next start on (before :meth:`run`, or to change
+        what a crash restart starts). None: run nothing until :meth:`switch`."""
+        self._argv = list(argv) if argv is not None else None
+        self._generation += 1
+
+    @property
+    def command(self) -> list[str] | None:
+        return list(self._argv) if self._argv is not None else None
+
+    async def switch(self, argv: list[str]) -> None:
+        """Run ``argv`` now: stop the current run gracefully (kill after the stop
+        timeout), then start ``argv`` at once, without backoff; also cuts a backoff or
+        setup-recheck wait short. Returns once the new command has been started (or the
+        keeper is shutting down). Restart backoff and crash-loop count start afresh: they
+        were about the old version."""
+        self.set_command(argv)
+        generation = self._generation
+        if self._switch is not None:
+            self._switch.set()
+        while self._run_generation < generation and not self._stop_requested:
+            await asyncio.sleep(0.01)
+
+    def observe(self) -> RunView:
+        st = self.status
+        pulse = st.last_pulse
+        return RunView(
+            generation=self._run_generation,
+            spawns=self._spawns,
+            exits=self._exits,
+            state=st.state.value,
+            healthy_since_mono=st.healthy_since_mono,
+            pulse_ok=pulse.ok if pulse else None,
+            pulse=dict(pulse.data) if pulse and pulse.data else None,
+            recent_exits=tuple(self._exit_log),
+        )
+
     def request_shutdown(self) -> None:
         """Stop the node gracefully and make :meth:`run` return. Safe from any thread (the
         Windows service's stop handler runs on its own) and from signal handlers."""
@@ -159,16 +250,26 @@ class Supervisor:
     async def run(self) -> None:
         """Supervise until :meth:`request_shutdown`; the node is stopped when it returns."""
         self._shutdown = asyncio.Event()
+        self._switch = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if self._stop_requested:  # asked before run() began: start nothing
             self._shutdown.set()
         self._record.remove_leftover(self.platform)
         while not self._shutdown.is_set():
+            # Cleared before the command is read: a switch() after this point ends the run
+            # it is about to start, so the newest command always wins.
+            self._switch.clear()
+            if self._argv is None:
+                await self._sleep(math.inf)
+                continue
             code, reason = await self._run_once()
             self._release_all()
             if reason == "stopped":
-                self.status.record_exit(ExitInfo(code, "stopped", time.time(), describe_exit(code)))
+                self._record_exit(ExitInfo(code, "stopped", time.time(), describe_exit(code)))
                 break
+            if reason == "switch":
+                self._after_switch(code)
+                continue
             delay = self._after_exit(code, reason)
             await self._sleep(delay)
             self.status.next_start_at = None
@@ -186,12 +287,16 @@ class Supervisor:
     async def _run_once(self) -> tuple[int | None, str | None]:
         """Start the node and supervise it until it exits; returns (exit code, reason) with
         reason None for an exit the keeper did not ask for."""
-        assert self._shutdown is not None
+        assert self._shutdown is not None and self._switch is not None
+        spec = self._spec()
+        self._run_generation = self._generation
+        self.output_tail.clear()
+        self._spawns += 1
         try:
-            handle = await self.platform.start(self._spec())
+            handle = await self.platform.start(spec)
         except OSError as exc:
             # WARNING, not ERROR: _after_exit indexes this failure itself (see ErrorSink).
-            log.warning("cannot start the node (%s): %s", self.config.node_argv()[0], exc)
+            log.warning("cannot start the node (%s): %s", spec.argv[0], exc)
             self._fire(Event.SPAWNED)
             self.status.started_mono = time.monotonic()
             self.status.healthy_since_mono = None
@@ -207,7 +312,7 @@ class Supervisor:
         self._exit_detail = ""
         self._fire(Event.SPAWNED)
         self._record.write(handle)
-        log.info("node started: pid %d (%s)", handle.pid, " ".join(self.config.node_argv()))
+        log.info("node started: pid %d (%s)", handle.pid, " ".join(spec.argv))
 
         pumps = [
             asyncio.create_task(pump(handle.stdout, "stdout", self.sink)),
@@ -219,16 +324,21 @@ class Supervisor:
             asyncio.create_task(self._sample_loop(handle)),
         }
         shutdown = asyncio.create_task(self._shutdown.wait())
+        switch = asyncio.create_task(self._switch.wait())
         done, _ = await asyncio.wait(
-            {exited, shutdown, *watchers}, return_when=asyncio.FIRST_COMPLETED
+            {exited, shutdown, switch, *watchers}, return_when=asyncio.FIRST_COMPLETED
         )
         # Probing and sampling end first: nothing may judge a node that is being stopped.
-        for task in (shutdown, *watchers):
+        for task in (shutdown, switch, *watchers):
             task.cancel()
         reason: str | None = None
         if exited not in done:
-            finished = next(iter(done))
-            reason = "stopped" if finished is shutdown else finished.result()
+            if shutdown in done:
+                reason = "stopped"
+            elif switch in done:
+                reason = "switch"
+            else:
+                reason = next(t for t in done if t in watchers).result()
             await self._stop(handle, exited, reason or "stopped")
         code = await exited
         # Whatever the node left behind (helpers that ignored the stop, daemons) goes too.
@@ -247,14 +357,21 @@ class Supervisor:
         timeout = self.config.stop.timeout_seconds
         deadline = time.monotonic() + timeout
         how = await self._graceful(handle, timeout)
-        why = {"stopped": "keeper shutdown", "hung": "not answering", "memory": "soft limit"}
+        why = {
+            "stopped": "keeper shutdown",
+            "hung": "not answering",
+            "memory": "soft limit",
+            "switch": "switching to another version",
+        }
         log.info(
             "stopping the node (%s) via %s; kill after %g s", why.get(reason, reason), how, timeout
         )
         try:
             await asyncio.wait_for(asyncio.shield(exited), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            log.warning("node did not stop within %g s; killing its process tree", timeout)
+            message = f"node did not stop within {timeout:g} s; killing its process tree"
+            log.warning(message)
+            self._record_error(message, reason="stop-timeout", level=logging.WARNING)
             self._exit_detail = f"did not stop within {timeout:g} s; tree killed"
             self.platform.kill_tree(handle)
 
@@ -374,6 +491,19 @@ class Supervisor:
 
     # -- between runs --------------------------------------------------------------------
 
+    def _after_switch(self, code: int | None) -> None:
+        st = self.status
+        self._record_exit(ExitInfo(code, "switched", time.time(), describe_exit(code)))
+        st.pid = None
+        st.started_mono = st.healthy_since_mono = None
+        st.memory_bytes = st.cpu_percent = st.processes = None
+        st.crash_loop = False
+        st.recent_failures = 0
+        self._fresh_counters()
+        self._needs_setup_logged = None
+        self._fire(Event.EXITED)
+        log.info("node stopped for a version switch; starting the new command now")
+
     def _after_exit(self, code: int | None, reason: str | None) -> float:
         now = time.monotonic()
         st = self.status
@@ -393,13 +523,13 @@ class Supervisor:
         st.memory_bytes = st.cpu_percent = st.processes = None
         detail = describe_exit(code) + (f"; {self._exit_detail}" if self._exit_detail else "")
         if decision.action == "needs-setup":
-            st.record_exit(ExitInfo(code, "not-set-up", time.time(), detail))
+            self._record_exit(ExitInfo(code, "not-set-up", time.time(), detail))
             self._fire(Event.EXITED_NOT_SET_UP)
             self._log_needs_setup(now)
         else:
             self._needs_setup_logged = None
             label = reason or ("start-failed" if code is None else "crash")
-            st.record_exit(ExitInfo(code, label, time.time(), detail))
+            self._record_exit(ExitInfo(code, label, time.time(), detail))
             st.restarts += 1
             newly_looping = decision.crash_loop and not st.crash_loop
             st.crash_loop = decision.crash_loop
@@ -437,11 +567,37 @@ class Supervisor:
             self._record_error(message, reason="needs-setup", level=logging.WARNING)
 
     async def _sleep(self, seconds: float) -> None:
-        assert self._shutdown is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._shutdown.wait(), seconds)
+        """Wait ``seconds``, or less if the keeper shuts down or a switch() comes."""
+        assert self._shutdown is not None and self._switch is not None
+        waits = [
+            asyncio.create_task(self._shutdown.wait()),
+            asyncio.create_task(self._switch.wait()),
+        ]
+        try:
+            await asyncio.wait(
+                waits,
+                timeout=None if math.isinf(seconds) else seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for task in waits:
+                task.cancel()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _fresh_counters(self) -> None:
+        cfg = self.config.restart
+        self.backoff = RestartBackoff(
+            cfg.backoff_initial_seconds, cfg.backoff_max_seconds, cfg.backoff_reset_after_seconds
+        )
+        self.crash_loop = CrashLoopDetector(cfg.crash_loop_crashes, cfg.crash_loop_window_seconds)
+
+    def _record_exit(self, info: ExitInfo) -> None:
+        self.status.record_exit(info)
+        self._exits += 1
+        self._exit_log.append(
+            ExitView(self._exits, info.code, info.reason, info.detail, tuple(self.output_tail))
+        )
 
     def _spec(self) -> LaunchSpec:
         env = dict(os.environ)
@@ -451,8 +607,9 @@ class Supervisor:
             if procs is not None:
                 # A Go node otherwise sizes its scheduler to every core of the machine.
                 env["GOMAXPROCS"] = str(procs)
+        assert self._argv is not None
         return LaunchSpec(
-            argv=self.config.node_argv(),
+            argv=list(self._argv),
             env=env,
             cwd=self.config.node_cwd(),
             limits=self.limits,
