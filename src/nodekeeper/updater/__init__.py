@@ -8,10 +8,11 @@ One module per step, each usable on its own by the update state machine:
     identity   the node ID from the node's identity.key
     download   stream to downloads/<name>.part, resumable, bounded, hashed on the way
     verify     size and sha256 against the announcement (the only place), rename
+    fetch      download + verify composed (reuses a verified zip), prune downloads/
     unpack     versions/<process>/<version>.tmp-* → fsync → rename, hostile entries refused
     preflight  run `<artifact> version`, require the announced version
     errors     the typed failures; each has a ``kind`` for reports
 
-This package imports nothing heavy itself: ``checker`` and ``download`` pull in httpx,
+This package imports nothing heavy itself: ``checker``, ``download`` and ``fetch`` pull in httpx,
 so the keeper imports them only when it first checks.
 """
