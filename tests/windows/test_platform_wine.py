@@ -72,6 +72,18 @@ def test_affinity_and_priority_read_back_from_the_processes(limits_seen: dict[st
     assert report["priority"] == base.MECH_PRIORITY_CLASS
 
 
+def test_cores_the_machine_lacks_are_dropped_and_reported(limits_seen: dict[str, Any]) -> None:
+    """Windows refuses a whole affinity mask with one bit outside the machine's, which
+    would fail the start; the platform keeps the cores that exist and says so."""
+    assert limits_seen["cpu_count"] < 64
+    some = limits_seen["describe_some_missing"]
+    assert some["affinity"] == base.MECH_JOB_AFFINITY
+    assert some["notes"] == ["core affinity: cores [63] do not exist"]
+    none = limits_seen["describe_all_missing"]
+    assert none["affinity"] == base.MECH_NONE
+    assert "none of cores [63] exist" in none["notes"][0]
+
+
 def test_memory_limit_is_set_on_the_job(limits_seen: dict[str, Any]) -> None:
     """Wine accepts JOBOBJECT_EXTENDED_LIMIT_INFORMATION but neither stores nor enforces
     it: QueryInformationJobObject reads back zeros and a node allocates past the limit.

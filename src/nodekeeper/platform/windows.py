@@ -28,10 +28,12 @@ import contextlib
 import os
 import subprocess
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
 import pywintypes
+import win32api
 import win32process
 
 from nodekeeper.platform import windows_console as console
@@ -109,7 +111,7 @@ class WindowsPlatform(Platform):
             probe.Close()
 
     def describe_limits(self, limits: ResourceLimits) -> LimitReport:
-        notes = []
+        limits, notes = _usable(limits)
         cpu = MECH_NONE
         if limits.cpu_rate_percent is not None:
             if self._cpu_rate_error:
@@ -125,9 +127,15 @@ class WindowsPlatform(Platform):
         )
 
     async def start(self, spec: LaunchSpec) -> ProcessHandle:
-        limits = spec.limits
-        wanted = jobs.job_limits(limits, os.cpu_count() or 1)
-        report = self.describe_limits(limits)
+        try:
+            return await self._start(spec)
+        except pywintypes.error as exc:
+            # The interface promises OSError for "could not start"; pywin32 raises its own.
+            raise OSError(exc.winerror, f"{exc.funcname}: {exc.strerror}") from exc
+
+    async def _start(self, spec: LaunchSpec) -> WindowsHandle:
+        report = self.describe_limits(spec.limits)
+        wanted = jobs.job_limits(_usable(spec.limits)[0], os.cpu_count() or 1)
         if not console.ensure_console():
             report = _with_note(report, _NO_CONSOLE_NOTE)
         name = jobs.job_name(spec.name)
@@ -146,7 +154,7 @@ class WindowsPlatform(Platform):
                 stderr=subprocess.PIPE,
                 env=dict(spec.env),
                 cwd=spec.cwd,
-                creationflags=_creation_flags(limits),
+                creationflags=_creation_flags(spec.limits),
                 limit=STREAM_LIMIT,
             )
         except BaseException:
@@ -242,6 +250,22 @@ _NO_CONSOLE_NOTE = (
     "graceful stop unavailable: the keeper has no console and could not allocate one, so "
     "CTRL_BREAK_EVENT cannot reach the node; the stop timeout ends in a tree kill"
 )
+
+
+def _usable(limits: ResourceLimits) -> tuple[ResourceLimits, list[str]]:
+    """``limits`` without the cores this machine does not have: Windows refuses the whole
+    affinity (and with it the start) if one bit is outside the system's mask."""
+    if limits.cpu_cores is None:
+        return limits, []
+    system_mask = win32process.GetProcessAffinityMask(win32api.GetCurrentProcess())[1]
+    usable = tuple(c for c in limits.cpu_cores if 0 <= c < 64 and system_mask >> c & 1)
+    dropped = sorted(set(limits.cpu_cores) - set(usable))
+    if not dropped:
+        return limits, []
+    if not usable:
+        note = f"core affinity not in force: none of cores {dropped} exist on this machine"
+        return replace(limits, cpu_cores=None), [note]
+    return replace(limits, cpu_cores=usable), [f"core affinity: cores {dropped} do not exist"]
 
 
 def _creation_flags(limits: ResourceLimits) -> int:

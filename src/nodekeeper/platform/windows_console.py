@@ -27,8 +27,15 @@ from __future__ import annotations
 import ctypes
 
 CTRL_BREAK_EVENT = 1
+CTRL_LOGOFF_EVENT = 5
 
 _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+_HandlerRoutine = ctypes.WINFUNCTYPE(ctypes.c_int, ctypes.c_uint32)  # type: ignore[attr-defined]
+
+
+@_HandlerRoutine
+def _ignore_logoff(event: int) -> int:
+    return 1 if event == CTRL_LOGOFF_EVENT else 0  # 0: the next handler decides
 
 
 def has_console() -> bool:
@@ -48,6 +55,10 @@ def ensure_console() -> bool:
     _kernel32.FreeConsole()
     if not _kernel32.AllocConsole():
         return False
+    # A service with a console is sent CTRL_LOGOFF_EVENT whenever any user logs off, and
+    # the default handler exits the process (the reason Java services need -Xrs). The
+    # keeper declines it; every other event still goes to Python's own handlers.
+    _kernel32.SetConsoleCtrlHandler(_ignore_logoff, True)
     window = _kernel32.GetConsoleWindow()
     if window:
         ctypes.WinDLL("user32").ShowWindow(window, 0)  # type: ignore[attr-defined]  # SW_HIDE

@@ -119,6 +119,8 @@ def job_name(node_name: str) -> str:
 
 
 def create(name: str) -> Any:
+    """A new job. Its handle is not inheritable, and must not be: a node holding a handle
+    to its own job would keep the job open after the keeper died, defeating kill-on-close."""
     import win32job
 
     return win32job.CreateJobObject(None, name)

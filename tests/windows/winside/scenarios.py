@@ -175,6 +175,13 @@ async def limits() -> dict[str, Any]:
             "job_cpu_rate": jobs.query_cpu_rate(handle.job),
             "expected": jobs.job_limits(wanted, os.cpu_count() or 1).__dict__,
             "cpu_rate_error": jobs.set_cpu_rate(handle.job, 5000),
+            "cpu_count": os.cpu_count(),
+            "describe_some_missing": platform.describe_limits(
+                ResourceLimits(cpu_cores=(0, 63))
+            ).as_dict(),
+            "describe_all_missing": platform.describe_limits(
+                ResourceLimits(cpu_cores=(63,))
+            ).as_dict(),
             "wine": wine_version(),
         }
     finally:
