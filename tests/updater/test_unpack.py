@@ -173,6 +173,20 @@ def test_damaged_member_is_refused_mid_extraction(tmp_path: Path) -> None:
     assert versions_left(tmp_path / "versions") == []
 
 
+def test_unsupported_compression_method(tmp_path: Path) -> None:
+    z = make_zip(tmp_path / "a.zip", [("pkg/x.py", b"payload")], compression=zipfile.ZIP_STORED)
+    raw = bytearray(z.read_bytes())
+    # Compression method 99 (WinZip AES) in pkg/x.py's local and central headers.
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = raw.find(signature, raw.find(signature) + 1)
+        at = raw.find(signature, at + 1)  # the third entry: manifest, pkg/__init__, pkg/x
+        raw[at + offset : at + offset + 2] = (99).to_bytes(2, "little")
+    z.write_bytes(bytes(raw))
+    with pytest.raises(InvalidArtifact, match="cannot be unpacked"):
+        unpack(z, tmp_path / "versions", "storagenode", "1.2.3")
+    assert versions_left(tmp_path / "versions") == []
+
+
 def test_remove_leftovers(tmp_path: Path) -> None:
     proc = tmp_path / "versions" / "storagenode"
     for name in ("1.2.3", "1.2.4.tmp-abc", "1.2.2.old-def"):

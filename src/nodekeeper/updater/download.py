@@ -39,7 +39,13 @@ import httpx
 
 from nodekeeper.version.schema import Artifact
 
-from .errors import DownloadCancelled, DownloadFailed, OutOfSpace, storage_error
+from .errors import (
+    DownloadCancelled,
+    DownloadFailed,
+    OutOfSpace,
+    VerificationFailed,
+    storage_error,
+)
 from .schedule import parse_retry_after
 from .storage import MiB, check_free_space, remove_file
 from .verify import PART_SUFFIX, check_served_size, check_within_size
@@ -177,7 +183,7 @@ class _Transfer:
         except httpx.HTTPError as exc:
             raise DownloadFailed(
                 f"download of {url} failed after {self.have} of {self.artifact.size} bytes: "
-                f"{exc or type(exc).__name__}; the next attempt resumes",
+                f"{str(exc) or type(exc).__name__}; the next attempt resumes",
                 received=self.have,
             ) from None
         if self.have < self.artifact.size:
@@ -242,6 +248,11 @@ class _Transfer:
                     self.fetched += len(chunk)
                     if self.progress is not None:
                         self.progress(self.have, self.artifact.size)
+        except VerificationFailed:
+            # Deleted by the check already, except on Windows, where an open file cannot
+            # be deleted: the file is closed now.
+            remove_file(self.part)
+            raise
         except OSError as exc:
             error = storage_error(exc, self.part, "write the download")
             if isinstance(error, OutOfSpace):

@@ -224,7 +224,7 @@ def _read_manifest(zf: zipfile.ZipFile, members: list[Member]) -> ArtifactManife
     if MANIFEST_NAME in by_path:
         try:
             data = zf.read(by_path[MANIFEST_NAME])
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as exc:
             raise InvalidArtifact(f"cannot read {MANIFEST_NAME} from the zip: {exc}") from None
     try:
         return manifest_for_zip(files, data)
@@ -252,6 +252,9 @@ def _extract(zf: zipfile.ZipFile, members: list[Member], tmp: Path) -> None:
         raise
     except zipfile.BadZipFile as exc:
         raise InvalidArtifact(f"the zip is damaged: {exc}") from None
+    except (NotImplementedError, RuntimeError) as exc:
+        # zipfile's words for an unsupported compression method and an encrypted entry.
+        raise InvalidArtifact(f"the zip cannot be unpacked: {exc}") from None
     except OSError as exc:
         raise storage_error(exc, tmp, "unpack into") from None
 
