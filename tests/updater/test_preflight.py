@@ -9,8 +9,9 @@ import psutil
 import pytest
 
 from nodekeeper.updater.errors import PreflightFailed
+from nodekeeper.updater.install import install_checked
 from nodekeeper.updater.preflight import check_version_output, parse_version_output, preflight
-from nodekeeper.updater.unpack import Installed, unpack
+from nodekeeper.updater.unpack import Installed, discard, unpack
 from tests.artifacts import build_faulty, build_good
 
 from .zips import make_zip, regular
@@ -116,3 +117,24 @@ def test_check_version_output_keeps_only_the_tail() -> None:
     with pytest.raises(PreflightFailed) as e:
         check_version_output("x" * 10_000 + "\nVersion: 2.0.0\n", "1.0.0")
     assert len(e.value.output) == 2000
+
+
+def test_failed_preflight_is_discarded_and_a_newer_version_installs(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    broken = build_faulty("broken_version", "1.2.3", tmp_path / "bad")
+    with pytest.raises(PreflightFailed):
+        install_checked(broken, versions, "storagenode", "1.2.3")
+    assert list((versions / "storagenode").iterdir()) == []  # nothing left to start
+    good = build_good("1.2.4", tmp_path / "good")
+    installed = install_checked(good, versions, "storagenode", "1.2.4")
+    assert [p.name for p in (versions / "storagenode").iterdir()] == ["1.2.4"]
+    assert (installed.path / "nodekeeper-artifact.json").exists()
+
+
+def test_discard(tmp_path: Path) -> None:
+    target = tmp_path / "versions" / "storagenode" / "1.2.3"
+    (target / "sub").mkdir(parents=True)
+    (target / "sub" / "f").write_text("x")
+    assert discard(target)
+    assert list(target.parent.iterdir()) == []
+    assert discard(target)  # already gone

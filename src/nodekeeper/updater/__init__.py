@@ -11,6 +11,7 @@ One module per step, each usable on its own by the update state machine:
     fetch      download + verify composed (reuses a verified zip), prune downloads/
     unpack     versions/<process>/<version>.tmp-* → fsync → rename, hostile entries refused
     preflight  run `<artifact> version`, require the announced version
+    install    unpack + preflight; a failed preflight is discarded
     errors     the typed failures; each has a ``kind`` for reports
 
 This package imports nothing heavy itself: ``checker``, ``download`` and ``fetch`` pull in httpx,

@@ -196,6 +196,23 @@ def unpack(
     return Installed(process, final.name, final, manifest)
 
 
+def discard(path: Path) -> bool:
+    """Remove an install (one that failed preflight or probation). It is first renamed to
+    ``.old-*``, so ``<version>`` disappears in one step even when the delete that
+    follows fails (a file held open on Windows); returns whether everything is gone.
+    What is left is removed by ``remove_leftovers`` later."""
+    path = Path(path)
+    if not path.exists():
+        return True
+    aside = path.with_name(f"{path.name}{OLD_MARK}{uuid.uuid4().hex[:12]}")
+    try:
+        os.replace(path, aside)
+    except OSError as exc:
+        raise storage_error(exc, path, "move aside the install at") from None
+    remove_tree(aside)
+    return not aside.exists()
+
+
 def remove_leftovers(versions_dir: Path, process: str) -> list[Path]:
     """Delete ``.tmp-*`` and ``.old-*`` directories of ``process`` (left by a crash or a
     failed delete); returns what could not be deleted, to retry later."""
