@@ -9,25 +9,26 @@ entries sorted, fixed timestamps and modes, so a rebuild has the same sha256.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from nodekeeper.version.manifest import (
-    MANIFEST_NAME,
-    ArtifactManifest,
-    PythonRun,
-    manifest_for_zip,
-    render_manifest,
-)
+from nodekeeper import artifact_zip
+from nodekeeper.artifact_zip import write_zip
+from nodekeeper.version.manifest import ArtifactManifest, PythonRun
 from nodekeeper.version.versions import InvalidVersionError, normalize_version
+
+__all__ = [
+    "artifact_files",
+    "artifact_name",
+    "build_artifact",
+    "main",
+    "package_files",
+    "write_zip",
+]
 
 PROCESS = "storagenode"
 PACKAGE_DIR = Path(__file__).resolve().parent
-_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
 
 
 def artifact_name(version: str) -> str:
@@ -36,12 +37,7 @@ def artifact_name(version: str) -> str:
 
 def package_files() -> dict[str, bytes]:
     """The package's source files, keyed by their path in the zip."""
-    files: dict[str, bytes] = {}
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
-        files[f"{PROCESS}/{path.relative_to(PACKAGE_DIR).as_posix()}"] = path.read_bytes()
-    return files
+    return artifact_zip.package_files(PACKAGE_DIR, PROCESS)
 
 
 def artifact_files(
@@ -57,27 +53,7 @@ def artifact_files(
     )
     files.update(extra_files or {})
     manifest = ArtifactManifest(process=PROCESS, version=version, run=PythonRun(module))
-    files[MANIFEST_NAME] = render_manifest(manifest)
-    # Refuse to write an artifact the keeper would refuse to run.
-    manifest_for_zip(list(files), files[MANIFEST_NAME])
-    return files
-
-
-def write_zip(files: Mapping[str, bytes], target: Path) -> None:
-    """Write reproducibly and atomically: a half-written zip never has the final name."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name in sorted(files):
-                info = zipfile.ZipInfo(name, date_time=_EPOCH)
-                info.external_attr = 0o644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, files[name])
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return artifact_zip.with_manifest(files, manifest)
 
 
 def build_artifact(

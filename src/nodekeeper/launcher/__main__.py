@@ -1,0 +1,7 @@
+"""``python -m nodekeeper.launcher``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

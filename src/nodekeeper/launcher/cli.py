@@ -1,0 +1,92 @@
+"""``nodekeeper-launcher`` / ``python -m nodekeeper.launcher``: run the keeper, updatable.
+
+Exit codes: 0 after a stop (SIGTERM, SIGINT, or the Windows service's stop), 2 for bad
+flags or an unreadable keeper config. Everything else is handled inside: a launcher that
+runs never exits on its own while the machine needs a keeper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .run import Launcher
+from .settings import Settings, SettingsError, default_data_dir, from_keeper_config
+
+EXIT_USAGE = 2
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nodekeeper-launcher",
+        description="Run the committed keeper version; after a self-update, watch the new "
+        "one and fall back to the previous one if it does not come up healthy.",
+    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="the keeper's config (TOML)")
+    p.add_argument(
+        "--data-dir", type=Path, help="default: the config's data_dir, else the keeper's default"
+    )
+    p.add_argument("--python", default=sys.executable, help="interpreter for keeper releases")
+    p.add_argument("--probation-seconds", type=_positive, default=60.0)
+    p.add_argument("--probe-interval-seconds", type=_positive, default=1.0)
+    p.add_argument("--backoff-initial-seconds", type=_positive, default=1.0)
+    p.add_argument("--backoff-max-seconds", type=_positive, default=60.0)
+    p.add_argument("--backoff-reset-seconds", type=_positive, default=600.0)
+    p.add_argument("--stop-timeout-seconds", type=_positive, default=45.0)
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    config = args.config.resolve() if args.config is not None else None
+    data_dir, (host, port) = from_keeper_config(config)
+    return Settings(
+        config=config,
+        data_dir=(args.data_dir or data_dir or default_data_dir()).resolve(),
+        status_host=host,
+        status_port=port,
+        python=args.python,
+        probation_seconds=args.probation_seconds,
+        probe_interval_seconds=args.probe_interval_seconds,
+        backoff_initial_seconds=args.backoff_initial_seconds,
+        backoff_max_seconds=args.backoff_max_seconds,
+        backoff_reset_seconds=args.backoff_reset_seconds,
+        stop_timeout_seconds=args.stop_timeout_seconds,
+    )
+
+
+def install_stop_signals(launcher: Launcher) -> None:
+    """SIGTERM and SIGINT (and SIGBREAK on Windows consoles) stop the launcher. Under the
+    Windows service there are no signals: the service's stop handler calls
+    ``launcher.request_stop()``."""
+    names = ("SIGTERM", "SIGINT", "SIGBREAK")
+    for signum in (getattr(signal, n) for n in names if hasattr(signal, n)):
+        signal.signal(signum, lambda *_: launcher.request_stop())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s launcher %(levelname)s %(message)s",
+    )
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"nodekeeper-launcher: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    launcher = Launcher(settings)
+    install_stop_signals(launcher)
+    return launcher.run()

@@ -1,0 +1,53 @@
+"""What the launcher and the keeper it runs agree on: exit code, environment, file names.
+
+This is an interface between two programs that update at different times: the launcher
+comes with the installer, the keeper with every keeper release. A keeper reads these
+names from its own copy of this module, so they must never change meaning; a new field
+in a file is fine (both sides ignore keys they do not know), a new meaning needs a new
+``FORMAT``.
+
+Files, all under ``DATA_DIR/state/launcher/`` and each written whole (temp file, fsync,
+``os.replace``) by exactly one side:
+
+- ``state.json`` (launcher): current, previous and pending keeper versions, failed
+  versions, and outcome records for the keeper to report (see ``launcher.decide``);
+- ``request.json`` (keeper): ``{"format": 1, "version": "1.2.3", "at": <unix time>}``,
+  the version the keeper wants to hand over to, honoured only together with the exit
+  code ``EXIT_SELF_UPDATE``;
+- ``delivered.json`` (keeper): ``{"format": 1, "ids": [...]}``, outcome ids it has turned
+  into reports; the launcher drops those outcomes from ``state.json``.
+
+Keeper versions are installed in ``DATA_DIR/versions/nodekeeper/<version>/`` (the
+updater's layout), each with its ``nodekeeper-artifact.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROCESS = "nodekeeper"
+FORMAT = 1
+
+# EX_TEMPFAIL from sysexits.h: "try again", which is what the launcher does, with another
+# version. Honoured only when request.json is there too, so a keeper that happens to exit
+# 75 is treated as the crash it is.
+EXIT_SELF_UPDATE = 75
+
+STATE_FILE = "state.json"
+REQUEST_FILE = "request.json"
+DELIVERED_FILE = "delivered.json"
+
+# Set by the launcher in the keeper's environment. Their presence is how a keeper knows
+# it runs under a launcher (and may exit to update itself): a keeper started by hand
+# that exited for an update would simply be gone.
+ENV_STATE_DIR = "NODEKEEPER_LAUNCHER_STATE_DIR"
+ENV_VERSIONS_DIR = "NODEKEEPER_LAUNCHER_VERSIONS_DIR"
+ENV_RUNNING = "NODEKEEPER_LAUNCHER_RUNNING"  # the version it was started as; "" = runtime's
+
+
+def state_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "state" / "launcher"
+
+
+def versions_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "versions" / PROCESS
