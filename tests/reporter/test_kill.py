@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,10 @@ ROOT = Path(__file__).parents[2]
 pytestmark = pytest.mark.timeout(120)
 
 
-def kill_after(directory: Path, max_count: int, acks: int) -> int:
-    """Run the writer, SIGKILL it right after its ``acks``-th acknowledged put; returns
-    the highest acknowledged number (the writer may have got further)."""
+def kill_after(directory: Path, max_count: int, acks: int, delay: float) -> int:
+    """Run the writer, SIGKILL it ``delay`` s after its ``acks``-th acknowledged put
+    (somewhere in a later put: one takes a few ms, mostly fsync); returns the number of
+    puts it acknowledged before it died (the one in progress is not among them)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(
         [sys.executable, str(PROGRAM), str(directory), str(max_count)],
@@ -37,13 +39,17 @@ def kill_after(directory: Path, max_count: int, acks: int) -> int:
         for line in proc.stdout:
             last = int(line)
             if last + 1 >= acks:
+                time.sleep(delay)
                 break
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        proc.stdout.close()
+    # What it printed before it died (in the pipe still) was acknowledged too.
+    for line in proc.stdout.read().split():
+        last = int(line)
+    proc.stdout.close()
     assert last + 1 >= acks, "the writer died on its own"
-    return last
+    return last + 1
 
 
 @pytest.mark.parametrize("max_count", [10_000, 7])
@@ -52,11 +58,13 @@ def test_kill_9_while_queueing(tmp_path: Path, max_count: int) -> None:
     directory = tmp_path / "reports"
     acked_per_run: list[int] = []
     leftovers = 0  # kills that caught a write between create and rename
-    # At least six kills, and on until one of them caught a report half-written (about
-    # one kill in four does; 40 without one would mean the test no longer tests that).
+    # At least six kills, and on until one of them caught a write half-done (about
+    # half of them do; 40 without one would mean the test no longer tests that).
     while len(acked_per_run) < 6 or not leftovers:
         assert len(acked_per_run) < 40, "no kill ever caught a write in progress"
-        acked_per_run.append(kill_after(directory, max_count, rng.randint(1, 40)) + 1)
+        acked_per_run.append(
+            kill_after(directory, max_count, rng.randint(1, 40), rng.uniform(0, 0.004))
+        )
         leftovers += any(p.name.endswith(".tmp") for p in directory.rglob("*"))
         queue = ReportQueue(directory, QueueLimits(max_count=max_count, max_bytes=1 << 20))
         assert not [p for p in directory.rglob("*") if p.name.endswith(".tmp")]

@@ -91,6 +91,9 @@ class Outbox:
             try:
                 return "queued" if self.queue.put(record) is not None else "dropped"
             except OSError as exc:
+                # The record may be on disk already (the drop counter's write failed
+                # after it); holding it too is harmless: the server takes a report_id
+                # once and answers the second copy 200 "duplicate".
                 self._disk_failed(exc)
         return self._hold(record)
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,9 @@ class ReporterSettings:
     request_timeout: float = 10.0
     # While the identity cannot be read (node not set up), look again this often.
     identity_retry_seconds: float = 60.0
+    # A CA bundle for a control plane behind a private CA (the updater's update.ca_bundle);
+    # None: the system's. TLS is always verified; proxies come from the environment.
+    ca_bundle: str | None = None
 
 
 @dataclass
@@ -151,7 +155,12 @@ class Reporter:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         timeout = httpx.Timeout(self.settings.request_timeout)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        verify: ssl.SSLContext | bool = True
+        if self.settings.ca_bundle:
+            verify = ssl.create_default_context(cafile=self.settings.ca_bundle)
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, verify=verify
+        ) as client:
             while True:
                 self._wake.clear()
                 try:
