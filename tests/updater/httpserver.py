@@ -1,11 +1,12 @@
 """A controllable HTTP(S) file server on loopback for the updater tests.
 
-It serves byte strings by path with Range support and ETags, and can misbehave on
-demand, one queued ``Fault`` per request: answer a status, close the connection or stall
-after N body bytes, ignore Range, send more bytes than the file has, lie in Content-Range,
-call a hook half-way (to fill a disk at a chosen instant). Every request is recorded with
-the body bytes actually sent, so tests can assert what a resume fetched.
-It also works as a forward proxy for plain HTTP (absolute-form request targets).
+It serves byte strings by path with Range support and ETags, optionally throttled
+(``rate``), and misbehaves on demand with one queued ``Fault`` per request: answer a
+status, close the connection or stall after N body bytes, ignore Range, send more bytes
+than the file has, lie in Content-Range, call a hook half-way (to fill a disk at a chosen
+instant). Every request is recorded with the body bytes actually sent, so tests can
+assert what a resume fetched. It also works as a forward proxy for plain HTTP
+(absolute-form request targets).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +58,7 @@ class Served:
 class FileServer:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.files: dict[str, bytes] = {}
+        self.rate: float | None = None  # body bytes per second for every response
         self.etags: dict[str, str] = {}
         self.faults: deque[Fault] = deque()
         self.served: list[Served] = []
@@ -197,6 +200,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             while record.sent < len(body):
                 end = min([record.sent + CHUNK, len(body)] + [n for n in limits if n > record.sent])
                 self.wfile.write(view[record.sent : end])
+                if srv.rate is not None:
+                    time.sleep((end - record.sent) / srv.rate)
                 record.sent = end
                 if fault.hook_after == end and fault.hook is not None:
                     fault.hook()
