@@ -70,12 +70,15 @@ def run_command(args: argparse.Namespace) -> int:
 
 async def serve(config: KeeperConfig, supervisor: Any) -> None:
     """Serve the status API and supervise until `supervisor.request_shutdown()` (SIGTERM,
-    SIGINT, or a Windows service stop calling it from its own thread)."""
+    SIGINT, or a Windows service stop calling it from its own thread). With an
+    ``[update]`` table, the updater and the report sender run alongside."""
     from nodekeeper.keeper.api import serve_status
 
+    updating = _updating(config, supervisor) if config.update is not None else None
+    snapshot = supervisor.snapshot if updating is None else updating.snapshot
     host, port = config.status_host_port()
     try:
-        server = await serve_status(host, port, supervisor.snapshot)
+        server = await serve_status(host, port, snapshot)
     except OSError as exc:
         raise CommandError(
             f"cannot serve the status API on {host}:{port} ({exc.strerror}); "
@@ -89,13 +92,111 @@ async def serve(config: KeeperConfig, supervisor: Any) -> None:
         except (NotImplementedError, RuntimeError):  # Windows: the service stop calls it
             signal.signal(signum, lambda *_: supervisor.request_shutdown())
     log.info("keeper started; status on http://%s:%d/status", host, port)
+    background = updating.start() if updating is not None else []
     try:
         await supervisor.run()
     finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         server.close()
         with contextlib.suppress(Exception):
             await server.wait_closed()
     log.info("keeper stopped")
+
+
+class _Updating:
+    """The updater's parts in the keeper process: reporter, state machine, check loop."""
+
+    def __init__(self, supervisor: Any, reporter: Any, cycle: Any) -> None:
+        self.supervisor = supervisor
+        self.reporter = reporter
+        self.cycle = cycle
+
+    def start(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self.reporter.run()), asyncio.create_task(self.cycle.run())]
+
+    def snapshot(self) -> dict[str, Any]:
+        data = self.supervisor.snapshot()
+        data["update"] = self.cycle.snapshot()
+        data["reports"] = self.reporter.snapshot()
+        return data
+
+
+def _updating(config: KeeperConfig, supervisor: Any) -> _Updating:
+    """Build the updater and recover its journal before the supervisor starts anything:
+    the recovery decides which installed version the node runs."""
+    from nodekeeper.keeper.identity import IdentitySource
+    from nodekeeper.keeper.reports import Reporter, ReporterSettings, ReportingErrorSink
+    from nodekeeper.updater.cycle import CycleSettings, UpdateCycle
+    from nodekeeper.updater.download import DownloadSettings
+    from nodekeeper.updater.machine import Layout, MachineSettings, UpdateMachine
+    from nodekeeper.updater.schedule import CheckTiming
+    from nodekeeper.version.platforms import this_platform
+
+    update = config.update
+    assert update is not None
+    # One INFO line per check and per report would drown the keeper log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    reporter = Reporter(
+        ReporterSettings(server_url=update.server, directory=config.state_path() / "reports"),
+        IdentitySource.in_config_dir(config.node_config_path()),
+    )
+    ca_bundle = Path(config.expand(update.ca_bundle)) if update.ca_bundle else None
+    settings = MachineSettings(
+        process=update.process,
+        platform=update.platform or this_platform(),
+        args=config.update_args(),
+        probation_seconds=update.probation_seconds,
+        start_timeout_seconds=update.probation_start_timeout_seconds,
+        preflight_timeout_seconds=update.preflight_timeout_seconds,
+        downgrade_refused_exit_code=update.downgrade_refused_exit_code,
+        extra={
+            "download_settings": DownloadSettings(
+                connect_timeout=update.connect_timeout_seconds,
+                read_timeout=update.read_timeout_seconds,
+                ca_bundle=ca_bundle,
+            )
+        },
+    )
+    machine = UpdateMachine(
+        settings,
+        Layout(config.data_path()),
+        supervisor,
+        reports=reporter,
+        errors=supervisor.errors,
+    )
+    # The supervisor's crash-loop, hang and limit events become reports too.
+    supervisor.errors = ReportingErrorSink(
+        reporter, version=machine.running_version, index=supervisor.errors, process=update.process
+    )
+    machine.recover()
+    timing = CheckTiming(
+        interval=update.interval_seconds,
+        jitter=update.jitter,
+        backoff_initial=update.backoff_initial_seconds,
+        backoff_max=max(update.backoff_max_seconds, update.backoff_initial_seconds),
+    )
+    cycle = UpdateCycle(
+        CycleSettings(
+            server=update.server,
+            timing=timing,
+            first_check_now=update.first_check == "now",
+            node_id=update.node_id,
+            node_config_dir=config.node_config_path(),
+        ),
+        machine,
+        supervisor,
+        reports=reporter,
+        client_factory=lambda: _client(settings),
+    )
+    return _Updating(supervisor, reporter, cycle)
+
+
+def _client(settings: Any) -> Any:
+    from nodekeeper.updater.download import make_client
+
+    return make_client(settings.extra["download_settings"])
 
 
 def _setup_logging(config: KeeperConfig) -> tuple[Any, Any]:
@@ -194,6 +295,31 @@ def status_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
     cores = "all cores" if cpu["cores"] is None else "cores " + ",".join(map(str, cpu["cores"]))
     rows.append(("cpu", f"{pct}; {cap}; {cores}; priority {cpu['priority']}"))
     rows.extend(("note", note) for note in data["limit_notes"])
+    rows.extend(update_rows(data.get("update")))
+    return rows
+
+
+def update_rows(update: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The updater's part of the status table (none when updates are not managed)."""
+    if not update:
+        return []
+    rows = []
+    if update["held"]:
+        held = update["held"]
+        rows.append(("UPDATE HELD", f"on {held['version']}: {held['message']}"))
+    current = update["current"] or "nothing installed"
+    if update["previous"]:
+        current += f" (previous {update['previous']})"
+    rows.append(("installed", current))
+    if update["step"]:
+        rows.append(("updating", f"to {update['target']}: {update['step']}"))
+    if update["failed"]:
+        rows.append(("failed versions", ", ".join(update["failed"])))
+    outcome = update["last_outcome"]
+    if outcome:
+        rows.append(("last update", f"{outcome['outcome']}: {outcome['message']}"))
+    if update["next_check_in"] is not None:
+        rows.append(("next check in", _duration(update["next_check_in"])))
     return rows
 
 

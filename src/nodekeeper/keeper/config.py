@@ -196,8 +196,6 @@ class UpdateConfig(_Section):
     # The node's "database is newer than this code" exit code (the reference node's 65):
     # an old version refusing to start after a failed update means a migration ran.
     downgrade_refused_exit_code: int = Field(default=65, ge=1, le=255)
-    # Retry a deletion of an old version that failed (a file held open) this often.
-    retention_retry_seconds: Seconds = 600.0
 
     @field_validator("server")
     @classmethod

@@ -1,0 +1,244 @@
+"""The check loop: announcement → decision → the update machine, on a jittered interval.
+
+One task in the keeper process. Timing is ``schedule``'s (random first delay, interval ×
+(1 ± jitter), backoff on failed checks, Retry-After as a floor). A failed update is not
+a failed check: it is retried on the next regular cycle, as the seed document asks for
+every failure case. Each cycle also retries deletions of old versions that failed.
+
+- Nothing installed yet: the first check is immediate (there is nothing to run until
+  it installs a version, and no fleet-wide herd: a keeper installs once).
+- The node is not set up (exit 78): checks go on (the first install must happen so the
+  operator can run setup), but no switch is made while the installed version waits for
+  setup: no update loop and no rollback storm on a machine nobody has configured yet.
+- No identity yet: the rollout math needs the node ID, so only the minimum applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nodekeeper.version.nodeid import parse_node_id
+from nodekeeper.version.schema import Announcement, Rollout
+
+from .errors import CheckFailed, IdentityUnavailable, NoArtifact, UpdateError
+from .machine import UpdateMachine
+from .plan import NoUpdate, UpdatePlan, plan_update
+from .schedule import CheckTiming, first_delay, next_delay
+
+log = logging.getLogger("nodekeeper.updater")
+
+# A control plane that stays unreachable is logged at WARNING once, then this often.
+CHECK_FAILURE_LOG_SECONDS = 3600.0
+NO_ROLLOUT = Rollout(seed="", cursor="0" * 64)
+
+
+@dataclass(frozen=True)
+class CycleSettings:
+    server: str
+    timing: CheckTiming
+    first_check_now: bool = False
+    node_id: str | None = None  # Storj string form; None: read the node's identity
+    node_config_dir: Path | None = None
+
+
+def without_rollout(announcement: Announcement, process: str) -> Announcement:
+    """The announcement with ``process``'s rollout removed (pure): what a node without
+    an identity may act on, the minimum only."""
+    entry = announcement.processes.get(process)
+    if entry is None:
+        return announcement
+    processes = dict(announcement.processes)
+    processes[process] = entry.model_copy(update={"rollout": NO_ROLLOUT})
+    return announcement.model_copy(update={"processes": processes})
+
+
+def first_check_delay(settings: CycleSettings, installed: bool, u: float) -> float:
+    """Seconds from start to the first check (pure)."""
+    if settings.first_check_now or not installed:
+        return 0.0
+    return first_delay(settings.timing, u)
+
+
+class UpdateCycle:
+    def __init__(
+        self,
+        settings: CycleSettings,
+        machine: UpdateMachine,
+        node: Any,
+        *,
+        reports: Any = None,
+        rand: Callable[[], float] = random.random,
+        client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.machine = machine
+        self.node = node
+        self.reports = reports
+        self.rand = rand
+        self.client_factory = client_factory
+        self.failures = 0
+        self.checks = 0
+        self.last_check: dict[str, Any] | None = None
+        self.next_check_mono: float | None = None
+        self._previous: Any = None  # the last FetchedAnnouncement (its ETag)
+        self._said: set[str] = set()  # one-time messages already logged
+        self._failure_logged: float | None = None
+
+    async def run(self) -> None:
+        """Until cancelled: finish recovery, then check, decide, update, repeat."""
+        loop = asyncio.get_running_loop()
+        try:
+            await self.machine.finish_recovery()
+        except Exception:
+            log.exception("update recovery failed; the next cycle tries again")
+        delay = first_check_delay(
+            self.settings, self.machine.state.current is not None, self.rand()
+        )
+        while True:
+            self.next_check_mono = loop.time() + delay
+            await asyncio.sleep(delay)
+            self.next_check_mono = None
+            retry_after = await self.once()
+            delay = next_delay(self.settings.timing, self.failures, self.rand(), retry_after)
+
+    async def once(self) -> float | None:
+        """One cycle; returns the server's Retry-After if a check was refused with one."""
+        retry_after = None
+        try:
+            fetched = await asyncio.to_thread(self._fetch)
+        except CheckFailed as exc:
+            self.failures += 1
+            self._check_failed(exc)
+            retry_after = exc.retry_after
+        else:
+            if self.failures:
+                log.info("control plane reachable again after %d failed checks", self.failures)
+            self.failures = 0
+            self.checks += 1
+            try:
+                await self._act(fetched.announcement)
+            except Exception:
+                # A bug must not end the loop that keeps the node up to date.
+                log.exception("update cycle failed unexpectedly; trying again next cycle")
+        try:
+            self.machine.sweep()
+        except Exception:
+            log.exception("cleaning up old versions failed; trying again next cycle")
+        self._heartbeat()
+        return retry_after
+
+    # -- steps -----------------------------------------------------------------------
+
+    def _fetch(self) -> Any:
+        from .checker import fetch_announcement
+        from .download import make_client
+
+        factory = self.client_factory or make_client
+        with factory() as client:
+            fetched = fetch_announcement(client, self.settings.server + "/", self._previous)
+        self._previous = fetched
+        self.last_check = {"ok": True, "etag": fetched.etag, "not_modified": fetched.not_modified}
+        return fetched
+
+    async def _act(self, announcement: Announcement) -> None:
+        machine = self.machine
+        state = machine.state
+        process = machine.settings.process
+        if state.current is not None and self.node.observe().state == "needs-setup":
+            self._once(
+                "needs-setup",
+                f"the node is not set up; updates of {process} wait until it is "
+                "(the installed version stays)",
+            )
+            return
+        self._said.discard("needs-setup")
+        try:
+            node_id = self._node_id()
+        except IdentityUnavailable as exc:
+            self._once("identity", f"{exc}; only the minimum version applies until then")
+            announcement = without_rollout(announcement, process)
+            node_id = bytes(32)
+        else:
+            self._said.discard("identity")
+        try:
+            decision = plan_update(
+                announcement,
+                process,
+                state.current_or_zero,
+                node_id,
+                machine.settings.platform,
+                state.failed,
+            )
+        except NoArtifact as exc:
+            self._once(f"no-artifact:{exc}", str(exc), error=exc)
+            return
+        if isinstance(decision, NoUpdate):
+            if decision.skipped_failed:
+                self._once(f"skipped:{decision.skipped_failed}", decision.reason)
+            else:
+                log.debug("no update: %s", decision.reason)
+            return
+        assert isinstance(decision, UpdatePlan)
+        await machine.run(decision)
+
+    def _node_id(self) -> bytes:
+        if self.settings.node_id:
+            return parse_node_id(self.settings.node_id)
+        from .identity import read_node_id
+
+        assert self.settings.node_config_dir is not None
+        return read_node_id(self.settings.node_config_dir)
+
+    def _heartbeat(self) -> None:
+        version = self.machine.running_version()
+        if self.reports is None or version is None:
+            return
+        try:
+            self.reports.heartbeat(self.machine.settings.process, version)
+        except Exception:
+            log.exception("cannot queue a heartbeat")
+
+    # -- messages ----------------------------------------------------------------------
+
+    def _check_failed(self, exc: CheckFailed) -> None:
+        self.last_check = {"ok": False, "error": str(exc), "failures": self.failures}
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._failure_logged is None or now - self._failure_logged >= CHECK_FAILURE_LOG_SECONDS:
+            self._failure_logged = now
+            log.warning("update check failed (%d in a row): %s", self.failures, exc)
+        else:
+            log.info("update check failed (%d in a row): %s", self.failures, exc)
+        if self.failures == 1:
+            self.machine.note_error(exc.kind, f"update check failed: {exc}")
+
+    def _once(self, key: str, message: str, error: UpdateError | None = None) -> None:
+        """Say something that holds until the situation changes once, not every cycle."""
+        if key in self._said:
+            return
+        self._said.add(key)
+        if error is not None:
+            self.machine.note_error(error.kind, message)
+        else:
+            log.info(message)
+
+    def snapshot(self) -> dict[str, Any]:
+        loop = asyncio.get_event_loop()
+        return {
+            **self.machine.snapshot(),
+            "server": self.settings.server,
+            "checks": self.checks,
+            "failed_checks_in_row": self.failures,
+            "last_check": self.last_check,
+            "next_check_in": (
+                max(0.0, self.next_check_mono - loop.time())
+                if self.next_check_mono is not None
+                else None
+            ),
+        }

@@ -1,0 +1,680 @@
+"""The update state machine: one update from a plan to commit, rollback or hold.
+
+Each step is a named state (``state.Step``) written to the journal *before* its side
+effects, with its own way back (shape after the Mender client's ArtifactInstall /
+ArtifactCommit / ArtifactRollback states):
+
+    step        side effects                               undo / after a crash
+    download    downloads/<name>.part                      kept; the next attempt resumes it
+    verify      .part → <name>.zip (size + sha256)         a bad file is deleted; re-verified
+    unpack      versions/<p>/<v>.tmp-* → rename           .tmp-* deleted
+    preflight   `<artifact> version`                      nothing to undo
+    switch      stop old, start new (supervisor)           recovery runs the new version
+    probation   watch pulse and exits                      recovery restarts probation
+    commit      report; current = new, previous = old      finished by recovery
+    rollback    switch back to old; report                 finished by recovery
+    hold        stay on new; report loudly                 finished by recovery
+
+Everything up to preflight happens while the old node serves: its downtime is the
+supervisor's stop + start. Decisions are pure functions elsewhere (``probation``,
+``recovery``, ``retention``, ``plan``); this module is the I/O around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from nodekeeper.version.manifest import (
+    MANIFEST_NAME,
+    ArtifactManifest,
+    manifest_for_zip,
+    parse_manifest,
+    run_argv,
+)
+
+from .errors import (
+    DownloadFailed,
+    InvalidArtifact,
+    OutOfSpace,
+    PreflightFailed,
+    UpdateError,
+    VerificationFailed,
+)
+from .journal import Journal, JournalCorrupt
+from .plan import UpdatePlan
+from .probation import (
+    AfterFailure,
+    Judgement,
+    Observation,
+    Rules,
+    Verdict,
+    after_failure,
+    judge,
+    old_refuses_database,
+)
+from .recovery import Action, Recovery, plan_recovery, state_from_disk
+from .retention import Retention
+from .state import (
+    Failure,
+    Step,
+    UpdateState,
+    advance,
+    begin,
+    committed,
+    fail_before_switch,
+    held,
+    rolled_back,
+)
+
+log = logging.getLogger("nodekeeper.updater")
+
+CRASH_ENV = "NODEKEEPER_TEST_CRASH_AT"
+
+
+# -- what the machine drives ---------------------------------------------------------------
+
+
+class Node(Protocol):
+    """``keeper.supervisor.Supervisor``."""
+
+    def set_command(self, argv: list[str] | None) -> None: ...
+
+    async def switch(self, argv: list[str]) -> None: ...
+
+    def observe(self) -> Any: ...
+
+
+class Reports(Protocol):
+    """``keeper.reports.Reporter``."""
+
+    def report(
+        self,
+        kind: Any,
+        message: str,
+        *,
+        process: str,
+        version: str,
+        target_version: str | None = None,
+        **details: Any,
+    ) -> str | None: ...
+
+
+class Errors(Protocol):
+    def record(self, source: str, level: int, message: str, **fields: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The updater's part of the keeper's data dir."""
+
+    data_dir: Path
+
+    @property
+    def downloads(self) -> Path:
+        return self.data_dir / "downloads"
+
+    @property
+    def versions(self) -> Path:
+        return self.data_dir / "versions"
+
+    @property
+    def state(self) -> Path:
+        return self.data_dir / "state"
+
+
+@dataclass(frozen=True)
+class MachineSettings:
+    process: str
+    platform: str
+    args: list[str]  # after the artifact's own command, placeholders expanded
+    probation_seconds: float = 60.0
+    start_timeout_seconds: float = 300.0
+    preflight_timeout_seconds: float = 30.0
+    downgrade_refused_exit_code: int = 65
+    python: str = sys.executable
+    poll_seconds: float = 0.1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- test instrumentation ----------------------------------------------------------------
+
+
+class CrashHook:
+    """``NODEKEEPER_TEST_CRASH_AT`` makes the keeper SIGKILL itself, for the crash tests:
+
+    - ``STEP``: right after STEP is journaled, before any of its side effects;
+    - ``STEP!``: right before STEP is journaled (after the previous step's effects);
+    - ``STEP+SECONDS``: SECONDS after STEP is journaled, from a timer thread: an instant
+      in the middle of the step's work (a download or an unpack).
+
+    Unset (always, outside tests) it does nothing."""
+
+    def __init__(self, spec: str | None = None) -> None:
+        self.spec = (spec if spec is not None else os.environ.get(CRASH_ENV, "")).strip()
+
+    def before(self, step: Step) -> None:
+        if self.spec == f"{step.value}!":
+            self._die()
+
+    def after(self, step: Step) -> None:
+        if self.spec == step.value:
+            self._die()
+        name, plus, seconds = self.spec.partition("+")
+        if plus and name == step.value:
+            timer = threading.Timer(float(seconds), self._die)
+            timer.daemon = True
+            timer.start()
+
+    @staticmethod
+    def _die() -> None:
+        logging.getLogger("nodekeeper.updater").warning("test crash point reached: SIGKILL")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def install_manifest(install_dir: Path) -> ArtifactManifest:
+    """The manifest of an installed version (or the bare-executable description)."""
+    path = install_dir / MANIFEST_NAME
+    if path.is_file():
+        return parse_manifest(path.read_bytes())
+    files = [p.relative_to(install_dir).as_posix() for p in install_dir.rglob("*") if p.is_file()]
+    return manifest_for_zip(files, None)
+
+
+def remembers_failure(exc: UpdateError) -> bool:
+    """Pre-switch failures that are the release's fault (it will fail the same way next
+    time) are remembered; the network's and the disk's are retried next cycle."""
+    return isinstance(exc, InvalidArtifact | PreflightFailed)
+
+
+def report_kind(exc: UpdateError) -> str:
+    """The report kind for a pre-switch failure (the control plane counts these)."""
+    if isinstance(exc, OutOfSpace):
+        return "out_of_space"
+    if isinstance(exc, VerificationFailed):
+        return "verification_failed"
+    if isinstance(exc, DownloadFailed):
+        return "download_failed"
+    return "update_failed"
+
+
+# -- the machine -------------------------------------------------------------------------
+
+
+class UpdateMachine:
+    def __init__(
+        self,
+        settings: MachineSettings,
+        layout: Layout,
+        node: Node,
+        *,
+        reports: Reports | None = None,
+        errors: Errors | None = None,
+        crash: CrashHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.node = node
+        self.reports = reports
+        self.errors = errors
+        self.crash = crash or CrashHook()
+        self.clock = clock
+        self.journal = Journal(layout.state)
+        self.retention = Retention(layout.versions, layout.downloads, errors)
+        self.state = UpdateState(settings.process)
+        self.recovery: Recovery | None = None
+        self.last_outcome: dict[str, Any] | None = None
+        self.last_error: dict[str, Any] | None = None
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def recover(self) -> Recovery:
+        """Read the journal and decide how to resume (before the supervisor runs). Sets
+        the node's command to the version it must run and writes the recovered state."""
+        installed = self.retention.installed(self.settings.process)
+        try:
+            stored = self.journal.read()
+        except JournalCorrupt as exc:
+            stored = state_from_disk(self.settings.process, installed)
+            self._problem(
+                "journal_corrupt",
+                f"{exc}; moved to {exc.moved_to}; starting from the installed versions "
+                f"(current {stored.current or 'none'})",
+            )
+        state = stored or UpdateState(self.settings.process)
+        recovery = plan_recovery(state, installed)
+        if recovery.action is not Action.NOTHING:
+            log.warning("update recovery: %s", recovery.note)
+        self.state = recovery.state
+        if recovery.state != stored:
+            self._write(recovery.state)
+        self.node.set_command(self.argv_for(recovery.run_version) if recovery.run_version else None)
+        self.recovery = recovery
+        return recovery
+
+    async def finish_recovery(self) -> None:
+        """Finish the step the keeper was killed in (the supervisor runs by now)."""
+        recovery, self.recovery = self.recovery, None
+        if recovery is None or recovery.action in (Action.NOTHING, Action.ABANDON):
+            if recovery is not None and recovery.action is Action.ABANDON:
+                self.sweep()
+            return
+        inflight = self.state.inflight
+        assert inflight is not None
+        if recovery.action is Action.RESUME_PROBATION:
+            await self._probation_and_after(exits_before=0, old_was_healthy=True)
+        elif recovery.action is Action.FINISH_COMMIT:
+            self._commit()
+        elif recovery.action is Action.FINISH_ROLLBACK:
+            await self._after_rollback_switch(exits_before=0)
+        elif recovery.action is Action.FINISH_HOLD:
+            self._finish_hold()
+
+    # -- one update --------------------------------------------------------------------
+
+    async def run(self, plan: UpdatePlan) -> str:
+        """Carry ``plan`` through every step; returns the outcome ("committed",
+        "rolled-back", "held", "failed", "kept-unproven"). Never raises UpdateError."""
+        log.info(
+            "updating %s %s → %s (%s)",
+            plan.process,
+            self.state.current or "(nothing installed)",
+            plan.version,
+            plan.reason,
+        )
+        self._enter_new(plan)
+        try:
+            zip_path = await self._fetch(plan)
+            self._enter(Step.UNPACK)
+            from .unpack import unpack
+
+            installed = await asyncio.to_thread(
+                unpack, zip_path, self.layout.versions, plan.process, plan.version
+            )
+            self._enter(Step.PREFLIGHT)
+            from .preflight import preflight
+
+            await asyncio.to_thread(
+                preflight,
+                installed,
+                plan.version,
+                python=self.settings.python,
+                timeout=self.settings.preflight_timeout_seconds,
+            )
+            new_argv = self.argv_for(plan.version)
+        except UpdateError as exc:
+            return self._fail_before_switch(exc)
+        view = self.node.observe()
+        old_was_healthy = view.state == "running"
+        schema_before = _schema(view) if old_was_healthy else None
+        self._enter(Step.SWITCH, schema_before=schema_before)
+        exits_before = view.exits
+        await self.node.switch(new_argv)
+        log.info("switched to %s %s; probation begins", plan.process, plan.version)
+        return await self._probation_and_after(exits_before, old_was_healthy)
+
+    async def _fetch(self, plan: UpdatePlan) -> Path:
+        from .download import DownloadSettings, download, make_client, part_path
+        from .verify import verified_path, verify_download, verify_file
+
+        part = part_path(self.layout.downloads, plan.process, plan.version, plan.platform)
+        final = verified_path(part)
+        if final.exists():
+            # Verified before a crash or a failed later step: hash it again from disk
+            # rather than trust it (the journal cannot vouch for the bytes). A mismatch
+            # deletes it, and it is downloaded again below.
+            self._enter(Step.VERIFY)
+            try:
+                await asyncio.to_thread(verify_file, final, plan.artifact)
+                return final
+            except VerificationFailed:
+                log.warning("the verified download %s changed on disk; fetching it again", final)
+                self._enter(Step.DOWNLOAD)
+        settings = self.settings.extra.get("download_settings") or DownloadSettings()
+        cancel = threading.Event()
+
+        def fetch() -> Any:
+            with make_client(settings) as client:
+                return download(
+                    client,
+                    plan.artifact,
+                    part,
+                    free_space_margin=settings.free_space_margin,
+                    cancel=cancel,
+                )
+
+        try:
+            done = await asyncio.to_thread(fetch)
+        except asyncio.CancelledError:
+            cancel.set()  # the thread stops at its next chunk; the .part is resumed later
+            raise
+        self._enter(Step.VERIFY)
+        return await asyncio.to_thread(verify_download, done, plan.artifact)
+
+    async def _probation_and_after(self, exits_before: int, old_was_healthy: bool) -> str:
+        self._enter(Step.PROBATION)
+        inflight = self.state.inflight
+        assert inflight is not None
+        judgement, schema_seen = await self._watch_probation(exits_before, old_was_healthy)
+        if judgement.verdict is Verdict.PASS:
+            return self._commit()
+        if judgement.verdict is Verdict.KEEP_UNPROVEN:
+            log.warning(
+                "%s %s cannot prove its health: the node is not set up; keeping it (it was "
+                "verified and passed preflight) until the node is set up",
+                inflight.plan.process,
+                inflight.target,
+            )
+            self._commit(proven=False)
+            return "kept-unproven"
+        failure = Failure(
+            judgement.kind,
+            judgement.message,
+            judgement.transient,
+            inflight.schema_before,
+            schema_seen,
+        )
+        decision = after_failure(
+            inflight.schema_before, schema_seen, has_previous=inflight.from_version is not None
+        )
+        if decision is AfterFailure.HOLD:
+            return self._hold(failure)
+        return await self._rollback(failure)
+
+    async def _watch_probation(
+        self, exits_before: int, old_was_healthy: bool
+    ) -> tuple[Judgement, int | None]:
+        rules = Rules(self.settings.probation_seconds, self.settings.start_timeout_seconds)
+        target = self.state.inflight.target if self.state.inflight else "?"
+        switched_at = time.monotonic()
+        schema_seen: int | None = None
+        while True:
+            view = self.node.observe()
+            if view.healthy_since_mono is not None and view.pulse_ok:
+                schema = _schema(view)
+                if schema is not None:
+                    schema_seen = schema if schema_seen is None else max(schema_seen, schema)
+            exits = [
+                e for e in view.recent_exits if e.number > exits_before and e.reason != "switched"
+            ]
+            obs = Observation(
+                now=time.monotonic(),
+                switched_at=switched_at,
+                state=view.state,
+                healthy_since=view.healthy_since_mono,
+                pulse_ok=view.pulse_ok,
+                exits=exits,
+                old_was_healthy=old_was_healthy,
+            )
+            judgement = judge(obs, rules, target)
+            if judgement.verdict is not Verdict.WAIT:
+                return judgement, schema_seen
+            await asyncio.sleep(self.settings.poll_seconds)
+
+    # -- endings -----------------------------------------------------------------------
+
+    def _commit(self, proven: bool = True) -> str:
+        self._enter(Step.COMMIT)
+        inflight = self.state.inflight
+        assert inflight is not None
+        message = (
+            f"{inflight.plan.process} updated from {inflight.from_version or 'nothing'} "
+            f"to {inflight.target}"
+        )
+        if not proven:
+            message += " (not set up yet: health not proven)"
+        self._report("update_succeeded", message, version=inflight.target, target=inflight.target)
+        self._write(committed(self.state))
+        log.info("%s; committed", message)
+        self._outcome("committed", message, inflight.target)
+        self.sweep()
+        return "committed"
+
+    async def _rollback(self, failure: Failure) -> str:
+        inflight = self.state.inflight
+        assert inflight is not None and inflight.from_version is not None
+        log.warning("%s; rolling back to %s", failure.message, inflight.from_version)
+        self._enter(Step.ROLLBACK, failure=failure)
+        exits_before = self.node.observe().exits
+        await self.node.switch(self.argv_for(inflight.from_version))
+        return await self._after_rollback_switch(exits_before)
+
+    async def _after_rollback_switch(self, exits_before: int) -> str:
+        """The old version was started again: wait until it answers (or exits). If it
+        refuses the database as too new, a migration ran after all: hold instead."""
+        inflight = self.state.inflight
+        assert inflight is not None and inflight.failure is not None
+        deadline = time.monotonic() + self.settings.start_timeout_seconds
+        while time.monotonic() < deadline:
+            view = self.node.observe()
+            exits = [
+                e for e in view.recent_exits if e.number > exits_before and e.reason != "switched"
+            ]
+            if exits:
+                if old_refuses_database(exits[0].code, self.settings.downgrade_refused_exit_code):
+                    failure = Failure(
+                        "held_after_migration",
+                        f"{inflight.failure.message}; {inflight.from_version} refuses the "
+                        f"database as too new (exit {exits[0].code}): a migration ran",
+                        schema_before=inflight.failure.schema_before,
+                        schema_after=inflight.failure.schema_after,
+                    )
+                    return self._hold(failure, switch_back=True)
+                break
+            if view.state == "running":
+                break
+            await asyncio.sleep(self.settings.poll_seconds)
+        failure = inflight.failure
+        then = (
+            "the keeper tries it again next cycle"
+            if failure.transient
+            else f"{inflight.target} will not be tried again until a newer version is announced"
+        )
+        message = (
+            f"rolled back {inflight.plan.process} from {inflight.target} to "
+            f"{inflight.from_version}: {failure.message}; {then}"
+        )
+        # out_of_space is its own report kind; every other failure is a rollback.
+        kind = "out_of_space" if failure.kind == "out_of_space" else "rolled_back"
+        self._problem(
+            kind, message, report_kind=kind, version=inflight.from_version, target=inflight.target
+        )
+        self._write(rolled_back(self.state))
+        self._outcome("rolled-back", message, inflight.target)
+        self.sweep()
+        return "rolled-back"
+
+    def _hold(self, failure: Failure, switch_back: bool = False) -> str:
+        self._enter(Step.HOLD, failure=failure)
+        if switch_back:
+            inflight = self.state.inflight
+            assert inflight is not None
+            # Fire and forget within this call: the supervisor starts the new version
+            # again at once; it keeps restarting it under backoff from then on.
+            asyncio.get_running_loop().create_task(self.node.switch(self.argv_for(inflight.target)))
+        return self._finish_hold()
+
+    def _finish_hold(self) -> str:
+        inflight = self.state.inflight
+        assert inflight is not None
+        failure = inflight.failure
+        reason = failure.message if failure else "failed"
+        if inflight.from_version is None:
+            why = "there is no earlier version to go back to"
+        else:
+            why = (
+                f"a database migration ran, so {inflight.from_version} cannot read the "
+                "database any more"
+            )
+        message = (
+            f"HELD on {inflight.plan.process} {inflight.target}: {reason}; {why}. The node "
+            "stays on it, restarting under backoff, until a newer version is announced"
+        )
+        self._problem(
+            "held_after_migration",
+            message,
+            report_kind="held_after_migration" if inflight.from_version else "update_failed",
+            version=inflight.target,
+            target=inflight.target,
+            schema_before=failure.schema_before if failure else None,
+            schema_after=failure.schema_after if failure else None,
+        )
+        self._write(held(self.state, self.clock()))
+        self._outcome("held", message, inflight.target)
+        self.sweep()
+        return "held"
+
+    def _fail_before_switch(self, exc: UpdateError) -> str:
+        inflight = self.state.inflight
+        assert inflight is not None
+        remember = remembers_failure(exc)
+        then = (
+            f"{inflight.target} will not be tried again until a newer version is announced"
+            if remember
+            else "the keeper tries again next cycle"
+        )
+        message = (
+            f"update of {inflight.plan.process} to {inflight.target} failed at "
+            f"{inflight.step.value}: {exc}; the node stays on "
+            f"{self.state.current or 'nothing'}; {then}"
+        )
+        self._problem(
+            exc.kind,
+            message,
+            report_kind=report_kind(exc),
+            version=self.state.current,
+            target=inflight.target,
+        )
+        self._write(fail_before_switch(self.state, remember))
+        self._outcome("failed", message, inflight.target, kind=exc.kind)
+        if remember:
+            self.sweep()
+        return "failed"
+
+    # -- journal, reports, status --------------------------------------------------------
+
+    def _enter_new(self, plan: UpdatePlan) -> None:
+        self.crash.before(Step.DOWNLOAD)
+        self._write(begin(self.state, plan, self.clock()))
+        self.crash.after(Step.DOWNLOAD)
+
+    def _enter(self, step: Step, **changes: Any) -> None:
+        """Journal ``step`` durably; only then may its side effects begin."""
+        self.crash.before(step)
+        self._write(advance(self.state, step, **changes))
+        self.crash.after(step)
+
+    def _write(self, state: UpdateState) -> None:
+        self.journal.write(state)
+        self.state = state
+
+    def sweep(self) -> None:
+        """Delete versions other than current and previous, leftovers, stale downloads."""
+        state = self.state
+        keep_downloads: list[str] = []
+        if state.inflight is not None:
+            from .download import artifact_file_name
+
+            plan = state.inflight.plan
+            keep_downloads.append(artifact_file_name(plan.process, plan.version, plan.platform))
+        self.retention.sweep(self.settings.process, state.keep(), keep_downloads)
+
+    def argv_for(self, version: str) -> list[str]:
+        install = self.layout.versions / self.settings.process / version
+        manifest = install_manifest(install)
+        return run_argv(manifest, str(install), self.settings.python, self.settings.args)
+
+    def running_version(self) -> str | None:
+        return self.state.running_version()
+
+    def _problem(
+        self,
+        kind: str,
+        message: str,
+        *,
+        report_kind: str | None = None,
+        version: str | None = None,
+        target: str | None = None,
+        **details: Any,
+    ) -> None:
+        """A failure: keeper log (WARNING, so the log handler does not index it twice),
+        one error-index entry with structured fields, and a report when it is one the
+        control plane counts."""
+        log.warning(message)
+        self.last_error = {"kind": kind, "message": message, "at": self.clock()}
+        if self.errors is not None:
+            try:
+                self.errors.record(
+                    "updater",
+                    logging.ERROR,
+                    message,
+                    reason=kind,
+                    version=version,
+                    target_version=target,
+                )
+            except Exception:
+                log.exception("cannot write the error index")
+        if report_kind is not None:
+            self._report(report_kind, message, version=version, target=target, **details)
+
+    def note_error(self, kind: str, message: str) -> None:
+        """A problem outside an update (a failed check, a missing artifact): logged and
+        indexed, not reported (the control plane is the one that failed, or knows)."""
+        self._problem(kind, message)
+
+    def _report(
+        self, kind: str, message: str, *, version: str | None, target: str | None, **details: Any
+    ) -> None:
+        if self.reports is None:
+            return
+        self.reports.report(
+            kind,
+            message,
+            process=self.settings.process,
+            version=version or "0.0.0",
+            target_version=target,
+            **{k: v for k, v in details.items() if v is not None},
+        )
+
+    def _outcome(self, outcome: str, message: str, target: str, **extra: Any) -> None:
+        self.last_outcome = {
+            "outcome": outcome,
+            "target": target,
+            "message": message,
+            "at": self.clock(),
+            **extra,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "process": state.process,
+            "current": state.current,
+            "previous": state.previous,
+            "running": state.running_version(),
+            "failed": sorted(state.failed),
+            "held": state.held.to_json() if state.held else None,
+            "step": state.inflight.step.value if state.inflight else None,
+            "target": state.inflight.target if state.inflight else None,
+            "last_outcome": self.last_outcome,
+            "last_error": self.last_error,
+        }
+
+
+def _schema(view: Any) -> int | None:
+    pulse = view.pulse or {}
+    value = pulse.get("schema_version")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

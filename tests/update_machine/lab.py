@@ -1,0 +1,264 @@
+"""A real update lab: control plane, reference node, keeper process, published artifacts.
+
+Nothing is mocked: the control plane is `nodekeeper server run`, releases are published
+with ``AdminClient`` from zips built by ``tests/artifacts.py``, the node is the reference
+storage node set up with `storagenode setup`, and the keeper is `python -m
+nodekeeper.keeper` with an ``[update]`` table. Timing constants are small (probation
+1 s, checks every 1 s) so one update takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tomli_w
+
+from nodekeeper.logs.error_index import read_errors_since
+from nodekeeper.server.client import AdminClient
+from nodekeeper.version.platforms import this_platform
+from tests.artifacts import build_faulty, build_good
+from tests.nodes import NodeSetup, setup_node
+from tests.server.controlplane import TOKEN, ControlPlane
+from tests.support import free_port
+
+PROCESS = "storagenode"
+KEEPER = [sys.executable, "-m", "nodekeeper.keeper"]
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class KeeperProcess:
+    def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*KEEPER, "--config", str(config)],
+                stdout=log,
+                stderr=log,
+                env=full_env,
+            )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+class Lab:
+    def __init__(self, root: Path, *, allocated: str = "50 MB", storage_root: Path | None = None):
+        self.root = root
+        self.platform = this_platform()
+        self.cp = ControlPlane(root / "cp").start()
+        self.admin = AdminClient(self.cp.url, TOKEN)
+        self.node: NodeSetup = setup_node(storage_root or (root / "node"), allocated=allocated)
+        self.data_dir = root / "keeper"
+        self.status_port = free_port()
+        self.keepers: list[KeeperProcess] = []
+        self.log_path = root / "keeper.log"
+        self.pieces: dict[str, bytes] = {}
+        self.settings: dict[str, Any] = {}
+
+    # -- releases ------------------------------------------------------------------------
+
+    def artifact(self, version: str, kind: str = "good", **options: Any) -> Path:
+        out = self.root / "artifacts" / f"{version}-{kind}"
+        if kind == "good":
+            return build_good(version, out, extra_migration=options.get("extra_migration", 0))
+        return build_faulty(kind, version, out, **options)
+
+    def publish(self, version: str, kind: str = "good", **options: Any) -> Path:
+        path = self.artifact(version, kind, **options)
+        self.admin.publish(PROCESS, version, {self.platform: str(path)})
+        return path
+
+    def publish_url(self, version: str, url: str) -> None:
+        self.admin.publish(PROCESS, version, {self.platform: url})
+
+    def roll_out(self, version: str, percent: float = 100) -> None:
+        base = f"/v1/admin/processes/{PROCESS}/rollout"
+        self.admin.request("POST", base, json={"version": version})
+        self.admin.request("PUT", f"{base}/percent", json={"percent": percent})
+
+    def release(self, version: str, kind: str = "good", **options: Any) -> Path:
+        """Publish and roll out to every node."""
+        path = self.publish(version, kind, **options)
+        self.roll_out(version)
+        return path
+
+    # -- keeper --------------------------------------------------------------------------
+
+    def config(self, **sections: Any) -> Path:
+        base: dict[str, Any] = {
+            "data_dir": str(self.data_dir),
+            "node": {"config_dir": str(self.node.config_dir), "setup_recheck_seconds": 0.5},
+            "probe": {
+                "kind": "http",
+                "url": f"{self.node.control_url}/pulse",
+                "interval_seconds": 0.2,
+                "timeout_seconds": 1.0,
+                "failure_threshold": 3,
+                "start_grace_seconds": 20.0,
+            },
+            "restart": {
+                "backoff_initial_seconds": 0.2,
+                "backoff_max_seconds": 1.0,
+                "backoff_reset_after_seconds": 5.0,
+            },
+            "stop": {"timeout_seconds": 5.0, "shutdown_url": f"{self.node.control_url}/shutdown"},
+            "limits": {"sample_interval_seconds": 1.0},
+            "status": {"listen": f"127.0.0.1:{self.status_port}"},
+            "update": {
+                "server": self.cp.url,
+                "interval_seconds": 1.0,
+                "jitter": 0.1,
+                "first_check": "now",
+                "backoff_initial_seconds": 0.5,
+                "backoff_max_seconds": 2.0,
+                "probation_seconds": 1.0,
+                "probation_start_timeout_seconds": 20.0,
+                "connect_timeout_seconds": 2.0,
+                "read_timeout_seconds": 2.0,
+            },
+        }
+        self.settings = _merge(base, sections)
+        path = self.root / "keeper.toml"
+        path.write_bytes(tomli_w.dumps(self.settings).encode())
+        return path
+
+    def start_keeper(self, env: dict[str, str] | None = None, **sections: Any) -> KeeperProcess:
+        config = self.config(**sections) if sections or not self.settings else self.root / "keeper.toml"
+        keeper = KeeperProcess(config, self.log_path, env)
+        self.keepers.append(keeper)
+        return keeper
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            url = f"http://127.0.0.1:{self.status_port}/status"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def wait(self, check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            result = check()
+            if result:
+                return result
+            time.sleep(0.05)
+        raise AssertionError(
+            f"timed out after {timeout} s waiting for {what or check}; status: "
+            f"{json.dumps(self.status(), indent=1)[:3000]}\nkeeper log tail:\n{self.log_tail()}"
+        )
+
+    def wait_running(self, version: str, timeout: float = 30, committed: bool = True) -> dict:
+        """The node answers its pulse as ``version`` and (by default) the journal has it
+        committed with no step in flight."""
+
+        def check() -> dict | None:
+            st = self.status()
+            if not st or st["state"] != "running" or st.get("version") != version:
+                return None
+            pulse = self.pulse()
+            if not pulse or pulse.get("version") != version:
+                return None
+            if committed:
+                journal = self.journal()
+                if not journal or journal["current"] != version or journal["inflight"]:
+                    return None
+            return st
+
+        return self.wait(check, timeout, f"node running {version}")
+
+    def journal(self) -> dict[str, Any] | None:
+        path = self.data_dir / "state" / "update.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def pulse(self) -> dict[str, Any] | None:
+        try:
+            r = httpx.get(f"{self.node.control_url}/pulse", timeout=1)
+            return r.json() if r.status_code == 200 else None
+        except httpx.HTTPError:
+            return None
+
+    def error_index(self) -> list[dict[str, Any]]:
+        return read_errors_since(self.data_dir / "logs", 0.0)
+
+    def reasons(self) -> list[str]:
+        return [str(e.get("reason")) for e in self.error_index()]
+
+    def reports(self) -> list[dict[str, Any]]:
+        return self.admin.request("GET", "/v1/admin/reports")
+
+    def report_kinds(self) -> list[str]:
+        return [r["kind"] for r in self.reports()]
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    # -- pieces --------------------------------------------------------------------------
+
+    def put_piece(self, piece_id: str, data: bytes) -> None:
+        r = httpx.put(
+            f"{self.node.url}/pieces/{piece_id}",
+            content=data,
+            headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest()},
+            timeout=10,
+        )
+        assert r.status_code == 201, r.text
+        self.pieces[piece_id] = data
+
+    def check_pieces(self) -> None:
+        for piece_id, data in self.pieces.items():
+            r = httpx.get(f"{self.node.url}/pieces/{piece_id}", timeout=10)
+            assert r.status_code == 200, f"piece {piece_id}: HTTP {r.status_code}"
+            assert r.content == data, f"piece {piece_id} changed"
+
+    # -- teardown ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for keeper in self.keepers:
+            try:
+                keeper.stop(20)
+            except subprocess.TimeoutExpired:
+                keeper.kill()
+        self.admin.close()
+        self.cp.stop()
