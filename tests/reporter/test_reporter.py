@@ -177,15 +177,18 @@ def test_429_waits_for_retry_after_and_keeps_the_reports(tmp_path: Path) -> None
             for n in range(5):
                 reporter.report("hang", f"r{n}", process="storagenode", version="1.0.0", n=n)
             await wait_until(lambda: reporter.stats.last_status == 429, 20, "a 429")
-            seen = time.monotonic()
+            first_429 = reporter.stats.last_attempt_at
             attempts = reporter.stats.attempts
             assert attempts == 4 and reporter.stats.sent == 3
-            waiting = reporter.stats.waiting_until
-            assert waiting is not None and 0.5 <= waiting - seen <= 0.75
-            await asyncio.sleep(0.45)
+            # Retry-After 60 × 0.01, plus up to 20 % so a fleet does not return in step.
+            assert reporter.stats.last_delay is not None
+            assert 0.6 <= reporter.stats.last_delay <= 0.72
+            await asyncio.sleep(0.4)
             assert reporter.stats.attempts == attempts  # no try before Retry-After
-            await wait_until(lambda: reporter.stats.attempts > attempts, 2, "the next try")
-            assert time.monotonic() - seen >= 0.55
+            await wait_until(lambda: reporter.stats.attempts > attempts, 3, "the next try")
+            assert first_429 is not None and reporter.stats.last_attempt_at is not None
+            assert reporter.stats.last_attempt_at - first_429 >= 0.6
+            await wait_until(lambda: reporter.stats.failures_in_row == 2, 3, "its answer")
             assert reporter.stats.last_status == 429  # still inside the server's minute
             assert len(reporter.outbox) == 2  # kept, not dropped, not rejected
             # A control plane without that limit (fresh state, same address) takes the

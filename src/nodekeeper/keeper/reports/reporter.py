@@ -74,6 +74,8 @@ class ReporterStats:
     failures_in_row: int = 0
     last_status: int | None = None
     last_error: str | None = None
+    last_attempt_at: float | None = None  # monotonic clock
+    last_delay: float | None = None  # the wait chosen after the last failed send
     waiting_until: float | None = None  # monotonic clock, while backing off
     identity_error: str | None = None
 
@@ -233,6 +235,7 @@ class Reporter:
             self._reject(item, Answer(None, None, str(exc)))
             return 0.0
         self.stats.attempts += 1
+        self.stats.last_attempt_at = time.monotonic()
         answer = await post_report(client, self._url, report, identity.key)
         self.stats.last_status = answer.status
         verdict = Verdict.RETRY if answer.status is None else classify_status(answer.status)
@@ -262,6 +265,7 @@ class Reporter:
         st.last_error = f"{what}: {answer.detail}" if answer.detail else what
         retry_after = parse_retry_after(answer.retry_after, time.time())
         delay = retry_delay(st.failures_in_row, retry_after, self.settings.timing, self._rand())
+        st.last_delay = delay
         now = time.monotonic()
         first = st.failures_in_row == 1
         if first or self._retry_logged is None or now - self._retry_logged >= RETRY_LOG_SECONDS:
