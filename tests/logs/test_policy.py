@@ -141,9 +141,16 @@ def test_retry_delay_grows_and_is_capped():
 
 def reference_eviction(cands, used, incoming, cap, now, max_age):
     """Brute force: the shortest oldest-first prefix (never past the busy file) that
-    removes every expired file and makes room; else everything up to the busy file."""
+    removes every expired file and makes room; else everything up to the busy file,
+    unless nothing could make room."""
     order = sorted(cands, key=lambda c: (c.closed_at, c.seq, c.name))
     stop = next((i for i, c in enumerate(order) if c.busy), len(order))
+    if used - sum(c.size for c in cands) + incoming > cap:
+        # Hopeless: no deletion makes room, so only the expired prefix goes.
+        k = 0
+        while k < stop and order[k].closed_at < now - max_age:
+            k += 1
+        return [c.name for c in order[:k]], False, None
     for k in range(stop + 1):
         freed = sum(c.size for c in order[:k])
         fits = used - freed + incoming <= cap

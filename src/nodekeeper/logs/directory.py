@@ -43,6 +43,8 @@ State = Literal["pending", "busy", "archive", "partial", "doomed"]
 COMPRESS_LEVEL = 6  # gzip's default: most of level 9's ratio at several times its speed
 CHUNK = 1 << 20  # big reads keep the compressor in zlib (GIL released), not in Python
 MAINTENANCE_INTERVAL = 60.0  # seconds between retention passes when nothing rotates
+# Longest a writer waits for the compressor to give up the file the cap must delete.
+CANCEL_WAIT = 0.25
 
 
 @dataclass
@@ -107,6 +109,7 @@ class LogDirectory:
         self._clock = clock
         self._users = 0
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a compression ended
         self._entries: dict[str, _Entry] = {}
         self._last_seq: dict[str, int] = {}
         self._cancel: str | None = None
@@ -138,8 +141,17 @@ class LogDirectory:
         room yet because the files that would have to go cannot be deleted right now;
         ``rename``'s OSError propagates. Either way the writer keeps its lines."""
         with self._lock:
-            if not self._make_room(size, now):
-                return False
+            deadline = time.monotonic() + CANCEL_WAIT
+            while not self._make_room(size, now):
+                # The only bytes that may go sit behind the file being compressed, which
+                # has been told to stop. Wait for it (a fraction of a second, only when
+                # the directory is full and compression is behind): a writer paused
+                # briefly beats a writer whose file outgrows the cap. Waiting releases
+                # the directory lock, and the compressor never takes a writer's lock.
+                remaining = deadline - time.monotonic()
+                if self._cancel is None or remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
             seq = self._last_seq.get(base, -1) + 1
             name = archive_filename(base, suffix, now, seq)
             rename(self.path / name)
@@ -152,6 +164,10 @@ class LogDirectory:
         """Apply retention and the cap now (rotation does this on its own)."""
         with self._lock:
             self._make_room(0, self._clock() if now is None else now)
+
+    @property
+    def cap(self) -> int:
+        return self._cap
 
     def usage(self) -> int:
         """Bytes accounted outside the active files (what the cap limits)."""
@@ -331,6 +347,7 @@ class LogDirectory:
                 )
                 job.state = "doomed"  # the .gz has it all now; delete, retrying if held
                 self._delete(job)
+                self._changed.notify_all()
         except _Stop:
             self._abandon(job, partial, failed=False)
         except (OSError, zlib.error) as exc:
@@ -367,7 +384,8 @@ class LogDirectory:
                         job.compress_failures, first=1.0, longest=300.0
                     )
                 else:
-                    # Cancelled because the cap needs its bytes: the writer's next try
-                    # deletes it, so do not pick it straight up again.
+                    # Cancelled because the cap needs its bytes: the waiting writer
+                    # deletes it now, so do not pick it straight up again.
                     job.compress_retry_at = time.monotonic() + 1.0
+            self._changed.notify_all()
             return job.compress_failures

@@ -146,18 +146,23 @@ def plan_eviction(
     deletion is never undone, so the plan keeps every byte the cap allows. A busy file
     stops the walk: deleting newer files past it would leave a hole in the history, so
     the plan asks for its compression to be cancelled instead and reports that the
-    incoming bytes do not fit yet.
+    incoming bytes do not fit yet. When even deleting every candidate would not make
+    room, only expired archives go: history is not thrown away for nothing.
     """
     deleted: list[str] = []
     freed = 0
     expired_before = now - max_age
+    # If deleting every candidate would still not make room (the rest cannot be deleted
+    # right now), deleting history achieves nothing: only retention applies.
+    hopeless = used - sum(c.size for c in candidates) + incoming > cap
     for candidate in oldest_first(candidates):
         expired = candidate.closed_at < expired_before
-        if not expired and used - freed + incoming <= cap:
+        if not expired and (hopeless or used - freed + incoming <= cap):
             break  # sorted by age: nothing after this one is expired or needed
         if candidate.busy:
             fits = used - freed + incoming <= cap
-            return Eviction(tuple(deleted), fits, None if fits else candidate.name)
+            cancel = None if fits or hopeless else candidate.name
+            return Eviction(tuple(deleted), fits, cancel)
         deleted.append(candidate.name)
         freed += candidate.size
     return Eviction(tuple(deleted), used - freed + incoming <= cap)

@@ -54,8 +54,9 @@ class RotatingFile:
         self._max = settings.max_file_size
         self._daily = settings.rotate_daily
         # After a failed rotation, try again once this much more has been written (or
-        # after the backoff delay, whichever comes first).
-        self._step = max(settings.max_file_size // 8, 4096)
+        # after the backoff delay, whichever comes first). Small, so that the file does
+        # not outgrow the room the cap can make while it waits.
+        self._step = max(settings.max_file_size // 16, 256)
         self._lock = threading.Lock()
         self._closed = False
         self._fh: BinaryIO | None = None
@@ -65,6 +66,7 @@ class RotatingFile:
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
         self.dropped_lines = 0
+        self.discarded_bytes = 0
         self.rotation_failures = 0
         self.directory = LogDirectory.acquire(Path(directory), settings, clock)
         try:
@@ -146,6 +148,8 @@ class RotatingFile:
         else:
             self._failures += 1
             self.rotation_failures += 1
+            if self._size + incoming > self.directory.cap:
+                self._discard()
             self._limit = self._size + self._step
             self._next_check = now + retry_delay(self._failures)
 
@@ -161,6 +165,24 @@ class RotatingFile:
         if self._fh is None:
             self._try_reopen(force=True)
         return rotated
+
+    def _discard(self) -> None:
+        """The active file outgrew the whole cap while it could not be rotated (renames
+        or deletes refused for a long time): no archive could ever hold it, and the cap
+        is the promise that the disk never fills. Empty it, and say so in its place."""
+        lost = self._size
+        self._close_fh()
+        try:
+            with open(self.path, "wb") as fh:
+                fh.write(
+                    b"[nodekeeper] %d bytes of this log were discarded: the file outgrew "
+                    b"the total cap while it could not be rotated\n" % lost
+                )
+        except OSError:
+            pass  # held so that it cannot even be truncated: keep appending
+        else:
+            self.discarded_bytes += lost
+        self._try_reopen(force=True)
 
     # -- keeping lines when the file is gone -------------------------------------------
 
