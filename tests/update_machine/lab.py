@@ -155,7 +155,10 @@ class Lab:
         return path
 
     def start_keeper(self, env: dict[str, str] | None = None, **sections: Any) -> KeeperProcess:
-        config = self.config(**sections) if sections or not self.settings else self.root / "keeper.toml"
+        if sections or not self.settings:
+            config = self.config(**sections)
+        else:
+            config = self.root / "keeper.toml"
         keeper = KeeperProcess(config, self.log_path, env)
         self.keepers.append(keeper)
         return keeper
