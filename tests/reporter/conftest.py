@@ -52,6 +52,7 @@ def make_reporter(
     timing: RetryTiming = FAST,
     identity_retry: float = 0.05,
     request_timeout: float = 2.0,
+    ca_bundle: str | None = None,
 ) -> Reporter:
     settings = ReporterSettings(
         server_url=server_url,
@@ -60,6 +61,7 @@ def make_reporter(
         timing=timing,
         request_timeout=request_timeout,
         identity_retry_seconds=identity_retry,
+        ca_bundle=ca_bundle,
     )
     return Reporter(settings, IdentitySource.in_config_dir(config_dir))
 

@@ -51,6 +51,8 @@ def test_reports_arrive_signed_and_stored(tmp_path: Path, server: ControlPlane) 
     assert rows[1]["target_version"] == "1.1.0"
     assert rows[1]["details"] == {"exit_code": 1, "schema": [3, 4]}
     assert reporter.stats.sent == 2 and reporter.stats.attempts == 2
+    view = reporter.snapshot()
+    assert view["queued"] == 0 and view["sent"] == 2 and view["last_status"] == 202
     assert not list((tmp_path / "reports" / "queue").iterdir())
 
 
@@ -359,3 +361,21 @@ def test_bad_fields_are_logged_never_raised(
     assert len(reporter.outbox) == 0
     assert caplog.text.count("cannot queue a") == 3
     assert reporter.report("hang", "x", process="storagenode", version="1.0.0") is not None
+
+
+def test_a_missing_ca_bundle_is_logged_not_fatal(
+    tmp_path: Path, server: ControlPlane, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_identity(tmp_path / "node")
+    reporter = make_reporter(
+        tmp_path / "reports", tmp_path / "node", server.url, ca_bundle=str(tmp_path / "nope.pem")
+    )
+
+    async def scenario() -> None:
+        async with Sending(reporter):
+            reporter.report("hang", "x", process="storagenode", version="1.0.0", n=0)
+            assert await reporter.drain(10)
+
+    asyncio.run(scenario())
+    assert ns(stored(server)) == [0]
+    assert "cannot load the CA bundle" in caplog.text

@@ -157,11 +157,8 @@ class Reporter:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         timeout = httpx.Timeout(self.settings.request_timeout)
-        verify: ssl.SSLContext | bool = True
-        if self.settings.ca_bundle:
-            verify = ssl.create_default_context(cafile=self.settings.ca_bundle)
         async with httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, verify=verify
+            timeout=timeout, follow_redirects=False, verify=self._tls_verify()
         ) as client:
             while True:
                 self._wake.clear()
@@ -298,6 +295,19 @@ class Reporter:
         self.stats.rejected += 1
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _tls_verify(self) -> ssl.SSLContext | bool:
+        """The configured CA bundle, or the system's when there is none or it cannot be
+        loaded (then a control plane behind a private CA fails TLS and reports wait, which
+        is safe; the log says why)."""
+        bundle = self.settings.ca_bundle
+        if not bundle:
+            return True
+        try:
+            return ssl.create_default_context(cafile=bundle)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("cannot load the CA bundle %s (%s); using the system's CAs", bundle, exc)
+            return True
 
     def _identity_missing(self, error: str) -> None:
         if self.stats.identity_error != error:
