@@ -189,7 +189,9 @@ class UpdateState:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> UpdateState:
+    def from_json(cls, data: Any) -> UpdateState:
+        if not isinstance(data, dict):
+            raise ValueError("the update state must be a JSON object")
         if data.get("format") != FORMAT:
             raise ValueError(f"unknown update state format {data.get('format')!r}")
         held, inflight = data.get("held"), data.get("inflight")
