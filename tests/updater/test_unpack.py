@@ -94,6 +94,8 @@ HOSTILE = {
     "backslash zip-slip": ([("pkg\\..\\..\\evil.py", b"x")], "would land outside"),
     "absolute": ([("/tmp/evil.py", b"x")], "would land outside"),
     "drive letter": ([("C:/evil.py", b"x")], "would land outside"),
+    "drive-relative": ([("pkg/C:evil.py", b"x")], "has a ':'"),
+    "data stream": ([("pkg/a.py:hidden", b"x")], "has a ':'"),
     "symlink": ([(entry("pkg/link", stat.S_IFLNK | 0o777), b"/etc/passwd")], "symlink"),
     "char device": ([(entry("pkg/tty", stat.S_IFCHR | 0o666), b"")], "device"),
     "block device": ([(entry("pkg/sda", stat.S_IFBLK | 0o666), b"")], "device"),

@@ -100,6 +100,10 @@ def check_members(members: Sequence[MemberInfo]) -> list[Member]:
         except InvalidArtifactError as exc:
             raise InvalidArtifact(f"refusing the artifact: {exc}") from None
         path = posixpath.normpath(clean.rstrip("/"))
+        if ":" in path:
+            # On Windows "name:stream" writes an alternate data stream and "C:x" is
+            # drive-relative; no artifact needs a colon, so it is refused everywhere.
+            raise InvalidArtifact(f"refusing the artifact: zip entry {info.name!r} has a ':'")
         if path in (".", ""):
             raise InvalidArtifact(f"refusing the artifact: zip entry {info.name!r} names no file")
         kind = stat.S_IFMT(info.unix_mode)
