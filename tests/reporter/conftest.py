@@ -95,16 +95,20 @@ async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> No
         await asyncio.sleep(0.01)
 
 
-def stored(server: ControlPlane) -> list[dict[str, Any]]:
-    """What the control plane stored, oldest first."""
+def stored(server: ControlPlane, node: NodeIdentity | None = None) -> list[dict[str, Any]]:
+    """What the control plane stored (from ``node`` only, if given), oldest first."""
     with server.admin() as admin:
         rows = admin.get("/v1/admin/reports", params={"limit": 10000}).json()
+    if node is not None:
+        rows = [r for r in rows if r["node_id"] == node.node_id.hex()]  # stored as hex
     return list(reversed(rows))
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ControlPlane]:
-    with ControlPlane(tmp_path / "cp") as cp:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One control plane per module (a start costs a second or two); each test is its
+    own node, with its own identity, and reads back only that node's reports."""
+    with ControlPlane(tmp_path_factory.mktemp("cp") / "cp") as cp:
         yield cp
 
 

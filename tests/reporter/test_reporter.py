@@ -45,9 +45,8 @@ def test_reports_arrive_signed_and_stored(tmp_path: Path, server: ControlPlane) 
             assert await reporter.drain(10)
 
     asyncio.run(scenario())
-    rows = stored(server)
+    rows = stored(server, node)
     assert [r["kind"] for r in rows] == ["heartbeat", "rolled_back"]
-    assert {r["node_id"] for r in rows} == {node.node_id.hex()}  # the server keys by hex
     assert rows[1]["target_version"] == "1.1.0"
     assert rows[1]["details"] == {"exit_code": 1, "schema": [3, 4]}
     assert reporter.stats.sent == 2 and reporter.stats.attempts == 2
@@ -226,8 +225,8 @@ def test_rejected_report_is_moved_aside_and_the_rest_go_on(
             assert await reporter.drain(20)
 
     asyncio.run(scenario())
-    rows = stored(server)
-    assert ns(rows) == [1, 2]
+    rows = stored(server, new)
+    assert ns(rows) == [1, 2] and stored(server, old) == []
     assert reporter.stats.rejected == 1 and reporter.stats.sent == 2
     [aside] = list((tmp_path / "reports" / "rejected").iterdir())
     note = json.loads(aside.read_text())
@@ -254,9 +253,8 @@ def test_no_identity_holds_reports_until_the_node_is_set_up(
             return node
 
     node = asyncio.run(scenario())
-    [row] = stored(server)
+    [row] = stored(server, node)
     assert row["kind"] == "crash_loop"
-    assert row["node_id"] == node.node_id.hex()
 
 
 @pytest.fixture
@@ -335,7 +333,7 @@ def test_queue_survives_its_directory_being_moved_under_it(
     tmp_path: Path, server: ControlPlane
 ) -> None:
     """A disk that refuses writes mid-run: reports are held in memory and still sent."""
-    write_identity(tmp_path / "node")
+    node = write_identity(tmp_path / "node")
     reporter = make_reporter(tmp_path / "reports", tmp_path / "node", server.url)
     shutil.rmtree(tmp_path / "reports" / "queue")
     (tmp_path / "reports" / "queue").write_bytes(b"not a directory")
@@ -348,7 +346,7 @@ def test_queue_survives_its_directory_being_moved_under_it(
             assert await reporter.drain(10)
 
     asyncio.run(scenario())
-    assert ns(stored(server)) == [0]
+    assert ns(stored(server, node)) == [0]
 
 
 def test_bad_fields_are_logged_never_raised(
@@ -366,7 +364,7 @@ def test_bad_fields_are_logged_never_raised(
 def test_a_missing_ca_bundle_is_logged_not_fatal(
     tmp_path: Path, server: ControlPlane, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write_identity(tmp_path / "node")
+    node = write_identity(tmp_path / "node")
     reporter = make_reporter(
         tmp_path / "reports", tmp_path / "node", server.url, ca_bundle=str(tmp_path / "nope.pem")
     )
@@ -377,5 +375,5 @@ def test_a_missing_ca_bundle_is_logged_not_fatal(
             assert await reporter.drain(10)
 
     asyncio.run(scenario())
-    assert ns(stored(server)) == [0]
+    assert ns(stored(server, node)) == [0]
     assert "cannot load the CA bundle" in caplog.text
