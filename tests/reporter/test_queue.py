@@ -236,3 +236,22 @@ def test_outbox_sends_from_memory_when_the_queue_cannot_even_be_created(tmp_path
     assert item.record["report"]["kind"] == "out_of_space"
     box.delivered(item)
     assert len(box) == 0 and box.next() is None
+
+
+def test_outbox_keeps_the_report_in_flight_and_carries_the_count(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "reports", QueueLimits(max_count=2, max_bytes=1 << 20))
+    box.put(record("heartbeat", 0))
+    box.put(record("heartbeat", 1))
+    box.put(record("heartbeat", 2))  # full: 0 goes
+    item = box.next()  # 1 is on its way to the server; it carries the one drop
+    assert item is not None and item.record["report"]["details"]["n"] == 1
+    assert item.dropped == 1 and box.dropped == 0
+    box.put(record("heartbeat", 3))  # full again: 2 goes, not the one in flight
+    assert box.queue is not None and ns(box.queue) == [1, 3]
+    box.delivered(item)
+    following = box.next()
+    assert following is not None and following.record["report"]["details"]["n"] == 3
+    assert following.dropped == 1  # the drop of 2, told by the next report
+    box.release(following)  # the send failed; a retry later carries the same count
+    again = box.next()
+    assert again is not None and again.dropped == 1
