@@ -120,7 +120,8 @@ def job_name(node_name: str) -> str:
 
 def create(name: str) -> Any:
     """A new job. Its handle is not inheritable, and must not be: a node holding a handle
-    to its own job would keep the job open after the keeper died, defeating kill-on-close."""
+    to its own job would keep the job open after the keeper died, defeating kill-on-close.
+    An empty name makes an unnamed job (pywin32 does not take None)."""
     import win32job
 
     return win32job.CreateJobObject(None, name)
