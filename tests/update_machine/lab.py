@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import tomli_w
 from nodekeeper.logs.error_index import read_errors_since
 from nodekeeper.server.client import AdminClient
 from nodekeeper.version.platforms import this_platform
+from storagenode.release import build_artifact
 from tests.artifacts import build_faulty, build_good
 from tests.nodes import NodeSetup, setup_node
 from tests.server.controlplane import TOKEN, ControlPlane
@@ -95,8 +97,18 @@ class Lab:
             return build_good(version, out, extra_migration=options.get("extra_migration", 0))
         return build_faulty(kind, version, out, **options)
 
+    def padded_artifact(self, version: str, padding: int) -> Path:
+        """A good release with ``padding`` random bytes in it, so that downloading and
+        unpacking it take long enough to be interrupted half-way."""
+        out = self.root / "artifacts" / f"{version}-padded"
+        return build_artifact(version, out, extra_files={"padding.bin": os.urandom(padding)})
+
     def publish(self, version: str, kind: str = "good", **options: Any) -> Path:
-        path = self.artifact(version, kind, **options)
+        padding = options.pop("padding", 0)
+        if padding:
+            path = self.padded_artifact(version, padding)
+        else:
+            path = self.artifact(version, kind, **options)
         self.admin.publish(PROCESS, version, {self.platform: str(path)})
         return path
 
@@ -236,6 +248,30 @@ class Lab:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def node_pid(self) -> int | None:
+        st = self.status()
+        return st["pid"] if st else None
+
+    def check_running_is_verified(self, version: str, zip_path: Path) -> None:
+        """The running node's command names the complete install of ``version``, and
+        every file of that install is byte for byte the published zip's."""
+        pid = self.node_pid()
+        assert pid is not None
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        install = self.data_dir / "versions" / PROCESS / version
+        assert str(install).encode() in cmdline, cmdline
+        assert not any(b".tmp-" in part or b".part" in part for part in cmdline)
+        with zipfile.ZipFile(zip_path) as zf:
+            names = {n for n in zf.namelist() if not n.endswith("/")}
+            on_disk = {
+                p.relative_to(install).as_posix()
+                for p in install.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts  # written by the node itself
+            }
+            assert on_disk == names
+            for name in names:
+                assert (install / name).read_bytes() == zf.read(name), name
 
     # -- pieces --------------------------------------------------------------------------
 

@@ -236,6 +236,9 @@ class UpdateMachine:
         self.retention = Retention(layout.versions, layout.downloads, errors)
         self.state = UpdateState(settings.process)
         self.recovery: Recovery | None = None
+        # The plan of an update that stopped before its switch and will be retried: its
+        # partial download is kept for the next attempt to resume.
+        self.resumable: UpdatePlan | None = None
         self.last_outcome: dict[str, Any] | None = None
         self.last_error: dict[str, Any] | None = None
 
@@ -256,6 +259,8 @@ class UpdateMachine:
             )
         state = stored or UpdateState(self.settings.process)
         recovery = plan_recovery(state, installed)
+        if recovery.action is Action.ABANDON and state.inflight is not None:
+            self.resumable = state.inflight.plan
         if recovery.action is not Action.NOTHING:
             log.warning("update recovery: %s", recovery.note)
         self.state = recovery.state
@@ -296,6 +301,7 @@ class UpdateMachine:
             plan.reason,
         )
         self._enter_new(plan)
+        self.resumable = plan
         try:
             zip_path = await self._fetch(plan)
             self._enter(Step.UNPACK)
@@ -344,6 +350,13 @@ class UpdateMachine:
                 log.warning("the verified download %s changed on disk; fetching it again", final)
                 self._enter(Step.DOWNLOAD)
         settings = self.settings.extra.get("download_settings") or DownloadSettings()
+        if part.exists():
+            log.info(
+                "resuming the download of %s %s from %d bytes",
+                plan.process,
+                plan.version,
+                part.stat().st_size,
+            )
         cancel = threading.Event()
 
         def fetch() -> Any:
@@ -438,6 +451,7 @@ class UpdateMachine:
             message += " (not set up yet: health not proven)"
         self._report("update_succeeded", message, version=inflight.target, target=inflight.target)
         self._write(committed(self.state))
+        self.resumable = None
         log.info("%s; committed", message)
         self._outcome("committed", message, inflight.target)
         self.sweep()
@@ -493,6 +507,8 @@ class UpdateMachine:
             kind, message, report_kind=kind, version=inflight.from_version, target=inflight.target
         )
         self._write(rolled_back(self.state))
+        if not (inflight.failure and inflight.failure.transient):
+            self.resumable = None
         self._outcome("rolled-back", message, inflight.target)
         self.sweep()
         return "rolled-back"
@@ -533,6 +549,7 @@ class UpdateMachine:
             schema_after=failure.schema_after if failure else None,
         )
         self._write(held(self.state, self.clock()))
+        self.resumable = None
         self._outcome("held", message, inflight.target)
         self.sweep()
         return "held"
@@ -559,6 +576,8 @@ class UpdateMachine:
             target=inflight.target,
         )
         self._write(fail_before_switch(self.state, remember))
+        if remember:
+            self.resumable = None
         self._outcome("failed", message, inflight.target, kind=exc.kind)
         if remember:
             self.sweep()
@@ -583,14 +602,19 @@ class UpdateMachine:
 
     def sweep(self) -> None:
         """Delete versions other than current and previous, leftovers, stale downloads."""
-        state = self.state
-        keep_downloads: list[str] = []
-        if state.inflight is not None:
-            from .download import artifact_file_name
+        from .download import artifact_file_name
 
-            plan = state.inflight.plan
-            keep_downloads.append(artifact_file_name(plan.process, plan.version, plan.platform))
-        self.retention.sweep(self.settings.process, state.keep(), keep_downloads)
+        state = self.state
+        keep_downloads = [
+            artifact_file_name(p.process, p.version, p.platform)
+            for p in (state.inflight.plan if state.inflight else None, self.resumable)
+            if p is not None
+        ]
+        try:
+            self.retention.sweep(self.settings.process, state.keep(), keep_downloads)
+        except Exception:
+            # Cleaning up is never worth failing an update for; the next cycle retries.
+            log.exception("cleaning up old versions failed; trying again next cycle")
 
     def argv_for(self, version: str) -> list[str]:
         install = self.layout.versions / self.settings.process / version

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -57,6 +58,14 @@ def downloads_to_delete(names: Iterable[str], keep_prefixes: Iterable[str]) -> l
     (``<process>-<version>-<platform>.zip[.part]``), whose partial download is resumed."""
     prefixes = tuple(keep_prefixes)
     return sorted(n for n in names if not (prefixes and n.startswith(prefixes)))
+
+
+def _rmtree(path: Path, problems: list[BaseException]) -> None:
+    """``shutil.rmtree`` that collects every failure instead of stopping at the first."""
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda _f, _p, exc: problems.append(exc))
+    else:  # 3.11: onerror, with (type, value, traceback)
+        shutil.rmtree(path, onerror=lambda _f, _p, info: problems.append(info[1]))
 
 
 @dataclass
@@ -129,7 +138,7 @@ class Retention:
 
     def _delete_tree(self, path: Path, label: str, result: Sweep) -> None:
         problems: list[BaseException] = []
-        shutil.rmtree(path, onexc=lambda _f, _p, exc: problems.append(exc))
+        _rmtree(path, problems)
         if problems or path.exists():
             first = problems[0] if problems else OSError("still there")
             self._stuck(path, first, result)
