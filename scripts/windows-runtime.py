@@ -203,8 +203,15 @@ def install_closure(roots: list[str], site: Path, python_version: str) -> None:
                 "--platform", "win_amd64", "--python-version", python_version,
                 "--implementation", "cp", "--target", fresh, *wanted,
             )  # fmt: skip
+            _drop_launchers(Path(fresh))
             shutil.copytree(fresh, site, dirs_exist_ok=True)
     raise SystemExit("dependency closure did not converge in 20 rounds")
+
+
+def _drop_launchers(site: Path) -> None:
+    """pip writes console-script launchers for the HOST (shell scripts naming the build
+    machine's Python) into <target>/bin: useless on Windows, and a leak into the MSI."""
+    shutil.rmtree(site / "bin", ignore_errors=True)
 
 
 def _marker_true(requirement: str, env: dict[str, str]) -> bool:
@@ -281,6 +288,7 @@ def release_runtime(embed_zip: Path | None, out: Path, with_project: bool) -> Pa
             (wheel,) = Path(wheels).glob("nodekeeper-*.whl")
             site = str(out / SITE_PACKAGES)
             pip("install", "--no-deps", "--no-compile", "--target", site, str(wheel))
+            _drop_launchers(Path(site))
         manifest = json.loads((out / "runtime-manifest.json").read_text())
         write_manifest(out, manifest["python"])
     return out
