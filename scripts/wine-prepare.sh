@@ -16,12 +16,15 @@ command -v wine >/dev/null || { echo "wine not found: run make system-packages" 
 export WINEARCH=win64 WINEDEBUG=-all
 unset DISPLAY  # the console runtime needs no X; without this Wine may try to open one
 
-# 1. The prefix template, booted once per Wine version and shim set. It is copied under
+# 1. The prefix template, booted once per Wine version, shim set and boot options. It is copied under
 #    the lock too (see 3.), so a run never copies a template while another prunes it.
 wine_version=$(wine --version | tr -c 'A-Za-z0-9.\n' '-')
-shims_hash=$(sha256sum "$root/scripts/wine-shims.py" | cut -c1-8)
+# No Wine Mono / Gecko (their installers would try to download them) and no menu entries
+# written into $HOME.
+init_overrides="mscoree=;mshtml=;winemenubuilder.exe=d"
+template_hash=$({ cat "$root/scripts/wine-shims.py"; echo "$init_overrides"; } | sha256sum | cut -c1-8)
 templates=$cache/wine-prefix
-template=$templates/$wine_version-$shims_hash
+template=$templates/$wine_version-$template_hash
 mkdir -p "$templates"
 exec 9>"$templates/.lock"
 flock 9  # two runs starting at once build the template once
@@ -29,7 +32,8 @@ if [ ! -e "$template/.nodekeeper-complete" ]; then
   started=$SECONDS
   partial=$(mktemp -d "$templates/.build-XXXXXX")
   # Detached from our stdio: wineserver would otherwise hold the caller's pipes open.
-  WINEPREFIX=$partial wine wineboot --init </dev/null >/dev/null 2>&1
+  WINEPREFIX=$partial WINEDLLOVERRIDES=$init_overrides wine wineboot --init \
+    </dev/null >/dev/null 2>&1
   # Wait until the server has flushed the registry and exited on its own.
   WINEPREFIX=$partial timeout 120 wineserver -w </dev/null >/dev/null 2>&1
   rm -f "$partial/wineserver"
@@ -80,4 +84,5 @@ cp -al "$runtime_cache" "$runtime" 2>/dev/null || cp -a "$runtime_cache" "$runti
 printf 'Z:%s\r\n' "${root//\//\\}\\src" >"$runtime/Lib/site-packages/nodekeeper-src.pth"
 
 printf 'export WINEPREFIX=%q WINEARCH=win64 WINEDEBUG=-all\n' "$prefix"
+printf 'export WINEDLLOVERRIDES=%q\n' "winemenubuilder.exe=d"
 printf 'export NODEKEEPER_WINE_RUN_DIR=%q NODEKEEPER_WINE_RUNTIME=%q\n' "$run" "$runtime"

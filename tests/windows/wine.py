@@ -102,6 +102,8 @@ def _parse_exports(text: str) -> dict[str, str]:
 
 def _wine_env(overrides: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, **overrides, "WINEDEBUG": "-all", "WINEARCH": "win64"}
+    # Programs we install under Wine (the MSI) must not write menu entries into $HOME.
+    env.setdefault("WINEDLLOVERRIDES", "winemenubuilder.exe=d")
     env.pop("DISPLAY", None)  # console programs need no X; Wine would try to use it
     return env
 
