@@ -84,8 +84,11 @@ class Site:
     def node_starts(self) -> list[int]:
         if not self.events.exists():
             return []
-        return [int(line.split()[1]) for line in self.events.read_text().splitlines()
-                if line.startswith("start ")]  # fmt: skip
+        return [
+            int(line.split()[1])
+            for line in self.events.read_text().splitlines()
+            if line.startswith("start ")
+        ]
 
 
 def make_site(root: Path) -> Site:
@@ -108,13 +111,32 @@ def site(tmp_path: Path) -> Site:
 
 
 class LauncherProcess:
-    def __init__(self, site: Site, *extra: str, probation: float = PROBATION) -> None:
+    def __init__(
+        self,
+        site: Site,
+        *extra: str,
+        probation: float = PROBATION,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.site = site
         self.log_path = site.root / f"launcher-{time.monotonic_ns()}.log"
-        env = dict(os.environ, **{TRIGGER_ENV: str(site.trigger_file)})
-        argv = [*LAUNCHER, "--config", str(site.config), "--probation-seconds", str(probation),
-                "--probe-interval-seconds", "0.2", "--backoff-initial-seconds", "0.2",
-                "--backoff-max-seconds", "1", "--stop-timeout-seconds", "10", *extra]  # fmt: skip
+        env = dict(os.environ, **{TRIGGER_ENV: str(site.trigger_file)}, **(env or {}))
+        argv = [
+            *LAUNCHER,
+            "--config",
+            str(site.config),
+            "--probation-seconds",
+            str(probation),
+            "--probe-interval-seconds",
+            "0.2",
+            "--backoff-initial-seconds",
+            "0.2",
+            "--backoff-max-seconds",
+            "1",
+            "--stop-timeout-seconds",
+            "10",
+            *extra,
+        ]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -146,8 +168,11 @@ class LauncherProcess:
 
     def wait_running(self, version: str, timeout: float = 30) -> psutil.Process:
         """Until the keeper of ``version`` runs and its status API answers."""
-        wait_for(lambda: self.keeper_version() == version and self.site.status_up(), timeout,
-                 f"keeper {version} answering\n{self.log}")  # fmt: skip
+        wait_for(
+            lambda: self.keeper_version() == version and self.site.status_up(),
+            timeout,
+            f"keeper {version} answering\n{self.log}",
+        )
         child = self.keeper()
         assert child is not None
         return child
@@ -159,8 +184,13 @@ class LauncherProcess:
         from tests.selfupdate.keepers import trigger
 
         trigger(self.site.trigger_file, install_dir, version)
-        return json.loads(wait_for(lambda: result.exists() and result.read_text(), timeout,
-                                   f"the hand-over result\n{self.log}"))  # fmt: skip
+        return json.loads(
+            wait_for(
+                lambda: result.exists() and result.read_text(),
+                timeout,
+                f"the hand-over result\n{self.log}",
+            )
+        )
 
     def stop(self, timeout: float = 30) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -177,8 +207,10 @@ def launchers() -> Iterator[Callable[..., LauncherProcess]]:
     """Start launchers; every one still running at the end is stopped, its keeper too."""
     started: list[LauncherProcess] = []
 
-    def start(site: Site, *extra: str, probation: float = PROBATION) -> LauncherProcess:
-        launcher = LauncherProcess(site, *extra, probation=probation)
+    def start(
+        site: Site, *extra: str, probation: float = PROBATION, env: dict[str, str] | None = None
+    ) -> LauncherProcess:
+        launcher = LauncherProcess(site, *extra, probation=probation, env=env)
         started.append(launcher)
         return launcher
 

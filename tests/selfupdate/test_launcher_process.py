@@ -41,10 +41,15 @@ def test_good_version_is_committed_and_the_node_comes_back(site: Site, launchers
     assert launcher.hand_over(new, "1.1.0") == {"ok": True}
     old.wait(15)
     launcher.wait_running("1.1.0")
-    state = wait_for(lambda: site.state().current == "1.1.0" and site.state(), 3 * PROBATION,
-                     "the commit")  # fmt: skip
-    assert (state.current, state.previous, state.pending, state.failed) == ("1.1.0", "1.0.0",
-                                                                           None, ())  # fmt: skip
+    state = wait_for(
+        lambda: site.state().current == "1.1.0" and site.state(), 3 * PROBATION, "the commit"
+    )
+    assert (state.current, state.previous, state.pending, state.failed) == (
+        "1.1.0",
+        "1.0.0",
+        None,
+        (),
+    )
     assert [(o.kind, o.version) for o in state.outcomes] == [("committed", "1.1.0")]
     # The new keeper started the node again (the old one stopped it on the way out).
     wait_for(lambda: len(site.node_starts()) > nodes_before, 10, "the node under 1.1.0")
@@ -58,9 +63,7 @@ def test_good_version_is_committed_and_the_node_comes_back(site: Site, launchers
     assert [(r["kind"], r["target_version"]) for r in reports] == [("update_succeeded", "1.1.0")]
 
 
-@pytest.mark.parametrize(
-    ("kind", "reason"), [("exit_at_start", "exited"), ("silent", "no_status")]
-)
+@pytest.mark.parametrize(("kind", "reason"), [("exit_at_start", "exited"), ("silent", "no_status")])
 def test_bad_version_falls_back_is_marked_failed_and_reported(
     site: Site, launchers: Start, kind: str, reason: str
 ) -> None:
@@ -78,15 +81,26 @@ def test_bad_version_falls_back_is_marked_failed_and_reported(
     assert (state.current, state.pending, state.failed) == ("1.0.0", None, ("1.1.0",))
     (outcome,) = state.outcomes
     assert (outcome.kind, outcome.version, outcome.running, outcome.reason) == (
-        "rolled_back", "1.1.0", "1.0.0", reason)  # fmt: skip
+        "rolled_back",
+        "1.1.0",
+        "1.0.0",
+        reason,
+    )
 
     # The keeper that came back turned the record into a report and an error-index entry.
     wait_for(lambda: (site.state_dir / DELIVERED_FILE).exists(), 10, "delivery")
     (report,) = queued_reports(site)
     assert (report["kind"], report["process"], report["version"], report["target_version"]) == (
-        "rolled_back", "nodekeeper", "1.0.0", "1.1.0")  # fmt: skip
-    entries = [e for e in read_errors_since(site.data_dir / "logs", since)
-               if e.get("target_version") == "1.1.0"]  # fmt: skip
+        "rolled_back",
+        "nodekeeper",
+        "1.0.0",
+        "1.1.0",
+    )
+    entries = [
+        e
+        for e in read_errors_since(site.data_dir / "logs", since)
+        if e.get("target_version") == "1.1.0"
+    ]
     assert len(entries) == 1 and entries[0]["reason"] == reason
 
     # Not tried again: the keeper refuses before it stops anything.
@@ -125,7 +139,8 @@ def test_broken_current_falls_to_previous_then_to_the_runtime_keeper(
     state = site.state()
     assert (state.current, state.previous) == ("1.0.0", None)
     assert [(o.reason, o.version, o.running) for o in state.outcomes] == [
-        ("unusable", "2.0.0", "1.0.0")]  # fmt: skip
+        ("unusable", "2.0.0", "1.0.0")
+    ]
     assert launcher.stop() == 0
 
     site.set_state(State(current="2.0.0", previous="1.5.0"))  # neither is installed
@@ -140,8 +155,9 @@ def test_a_killed_keeper_is_started_again(site: Site, launchers: Start) -> None:
     launcher = launchers(site)
     first = launcher.wait_running("1.0.0")
     first.kill()
-    second = wait_for(lambda: (k := launcher.keeper()) and k.pid != first.pid and k, 15,
-                      "a new keeper")  # fmt: skip
+    second = wait_for(
+        lambda: (k := launcher.keeper()) and k.pid != first.pid and k, 15, "a new keeper"
+    )
     launcher.wait_running("1.0.0")
     assert second.pid != first.pid
     assert site.state().current == "1.0.0" and site.state().failed == ()
@@ -171,9 +187,7 @@ def test_launcher_killed_with_9_takes_its_keeper_along(site: Site, launchers: St
     assert not keeper.is_running() and not node.is_running()
 
 
-def test_state_survives_kill_9_of_the_launcher_during_updates(
-    site: Site, launchers: Start
-) -> None:
+def test_state_survives_kill_9_of_the_launcher_during_updates(site: Site, launchers: Start) -> None:
     """Kill -9 the launcher at random instants of a hand-over and probation; each time the
     state file must parse, and a new launcher must end up running a keeper with a state
     that makes sense (committed, or pending being retried, or fallen back)."""
@@ -182,19 +196,24 @@ def test_state_survives_kill_9_of_the_launcher_during_updates(
     rng = random.Random(6)
     launcher = launchers(site, probation=2.0)
     for target in ("1.1.0", "1.2.0", "1.3.0"):
-        running = wait_for(lambda: launcher.keeper_version() if site.status_up() else None,
-                           30, f"a keeper\n{launcher.log}")  # fmt: skip
+        running = wait_for(
+            lambda: launcher.keeper_version() if site.status_up() else None,
+            30,
+            f"a keeper\n{launcher.log}",
+        )
         if running == target or site.state().current == target:
             continue
         assert launcher.hand_over(installs[target], target)["ok"] is True
         time.sleep(rng.uniform(0.0, 3.0))
         launcher.kill()
         state = site.state()  # must parse: every write was temp + fsync + replace
-        assert state.current in installs and (state.pending is None
-                                              or state.pending.version == target)  # fmt: skip
+        assert state.current in installs and (
+            state.pending is None or state.pending.version == target
+        )
         launcher = launchers(site, probation=2.0)
-    final = wait_for(lambda: launcher.keeper_version() if site.status_up() else None, 30,
-                     "a keeper at the end")  # fmt: skip
+    final = wait_for(
+        lambda: launcher.keeper_version() if site.status_up() else None, 30, "a keeper at the end"
+    )
     state = wait_for(lambda: site.state().pending is None and site.state(), 10, "no pending")
     assert final == state.current
     assert not any(p.name.endswith(".tmp") for p in site.state_dir.iterdir())
