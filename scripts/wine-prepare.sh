@@ -16,12 +16,16 @@ command -v wine >/dev/null || { echo "wine not found: run make system-packages" 
 export WINEARCH=win64 WINEDEBUG=-all
 unset DISPLAY  # the console runtime needs no X; without this Wine may try to open one
 
-# 1. The prefix template, booted once per Wine version, shim set and boot options. It is copied under
-#    the lock too (see 3.), so a run never copies a template while another prunes it.
-wine_version=$(wine --version | tr -c 'A-Za-z0-9.\n' '-')
-# No Wine Mono / Gecko (their installers would try to download them) and no menu entries
-# written into $HOME.
+# 1. The runtime, cached by the builder itself (keyed by its inputs). First, so that a
+#    failed build (no network) leaves nothing behind.
+embed_args=()
+[ -n "${NODEKEEPER_WINDOWS_EMBED_ZIP:-}" ] && embed_args=(--embed-zip "$NODEKEEPER_WINDOWS_EMBED_ZIP")
+runtime_cache=$("$python" "$root/scripts/windows-runtime.py" "${embed_args[@]}")
+
+# 2. The prefix template, booted once per Wine version, shim set and boot options: no Wine
+#    Mono / Gecko (their installers would try to download them), no menu entries in $HOME.
 init_overrides="mscoree=;mshtml=;winemenubuilder.exe=d"
+wine_version=$(wine --version | tr -c 'A-Za-z0-9.\n' '-')
 template_hash=$({ cat "$root/scripts/wine-shims.py"; echo "$init_overrides"; } | sha256sum | cut -c1-8)
 templates=$cache/wine-prefix
 template=$templates/$wine_version-$template_hash
@@ -44,16 +48,22 @@ if [ ! -e "$template/.nodekeeper-complete" ]; then
   find "$templates" -mindepth 1 -maxdepth 1 -type d ! -path "$template" -exec rm -rf {} +
   echo "wine-prepare: booted prefix template $template in $((SECONDS - started)) s" >&2
 fi
+
+# 3. This run's copy, made under the lock so that no other run prunes the template while
+#    it is being copied. Hard links are safe: Wine saves the registry by writing a new
+#    file and renaming it, but the run still gets real copies of the few top-level files
+#    Wine rewrites; everything else is only ever read or added to.
 run=$(mktemp -d "${TMPDIR:-/tmp}/nodekeeper-wine.XXXXXX")
+trap 'rm -rf "$run"' ERR  # a failure from here on leaves no half-made run behind
 touch "$run/.nodekeeper-wine-run"  # wine-cleanup.sh removes only dirs that carry this
 prefix=$run/prefix
 cp -al "$template" "$prefix" 2>/dev/null || cp -a "$template" "$prefix"
 flock -u 9
+for f in "$prefix"/*.reg "$prefix"/.update-timestamp; do
+  cp -p "$f" "$f.copy" && mv "$f.copy" "$f"
+done
 
-# 2. The runtime (cached by the builder itself, keyed by its inputs).
-runtime_cache=$("$python" "$root/scripts/windows-runtime.py" ${NODEKEEPER_WINDOWS_EMBED_ZIP:+--embed-zip "$NODEKEEPER_WINDOWS_EMBED_ZIP"})
-
-# 2b. Bytecode for the runtime's packages, compiled once into the cache by the runtime
+# 4. Bytecode for the runtime's packages, compiled once into the cache by the runtime
 #    itself (pip compiled nothing: the host's Python is another version). Saves every run
 #    ~10 s of first imports. Not `-j`: multiprocessing's spawn hangs under Wine.
 if [ ! -e "$runtime_cache/.compiled-under-wine" ]; then
@@ -69,12 +79,7 @@ if [ ! -e "$runtime_cache/.compiled-under-wine" ]; then
   flock -u 8
 fi
 
-# 3. This run's copy (made above). Hard links are safe here: Wine saves the registry by
-#    writing a new file and renaming it, but we still give the run real copies of the few
-#    top-level files it rewrites; everything else is only ever read or added to.
-for f in "$prefix"/*.reg "$prefix"/.update-timestamp; do
-  cp -p "$f" "$f.copy" && mv "$f.copy" "$f"
-done
+# 5. The runtime in the run's prefix, where an installed one would be.
 runtime=$prefix/drive_c/nodekeeper/runtime
 mkdir -p "$(dirname "$runtime")"
 cp -al "$runtime_cache" "$runtime" 2>/dev/null || cp -a "$runtime_cache" "$runtime"
