@@ -143,6 +143,16 @@ def test_graceful_stop(wine: WineRuntime) -> None:
     assert seen["killed_code"] in (1, 7)
 
 
+def test_a_keeper_without_a_console_gets_one_to_share(wine: WineRuntime) -> None:
+    """A service has no console; GenerateConsoleCtrlEvent needs one shared with the node.
+    The platform allocates one before the start (what Wine can show: the console exists
+    and the node starts under it; the event itself, see test_graceful_stop)."""
+    seen = scenario(wine, "no_console")
+    assert seen["code"] == 0, seen["stderr"]
+    # "console", had one before, has one after, "node", node pid, grandchild pid
+    assert seen["words"][:4] == ["console", "False", "True", "node"], seen["words"]
+
+
 def test_output_pipes_and_exit_code(wine: WineRuntime) -> None:
     seen = scenario(wine, "pipes")
     assert seen["stdout"].strip() == "to stdout"

@@ -81,9 +81,32 @@ def keeper() -> None:
     asyncio.run(main())
 
 
+def no_console_keeper() -> None:
+    """Run with DETACHED_PROCESS: a keeper with no console at all, as a service is. It must
+    get one (hidden) before starting the node, or CTRL_BREAK could never reach the node."""
+    from nodekeeper.platform import LaunchSpec, current_platform
+    from nodekeeper.platform import windows_console as console
+
+    before = console.has_console()
+
+    async def main() -> None:
+        platform = current_platform()
+        spec = LaunchSpec(argv=[sys.executable, HERE, "tree"], env=dict(os.environ))
+        handle = await platform.start(spec)
+        line = (await handle.stdout.readline()).decode().split()
+        say("console", before, console.has_console(), "node", *line[1:])
+        platform.kill_tree(handle)
+        await handle.wait()
+        platform.release(handle)
+
+    asyncio.run(main())
+
+
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
     if mode == "sleep":
         time.sleep(120)
     else:
-        {"tree": tree, "hog": hog, "break": on_break, "echo": echo, "keeper": keeper}[mode](*rest)
+        modes = {"tree": tree, "hog": hog, "break": on_break, "echo": echo, "keeper": keeper}
+        modes["no_console_keeper"] = no_console_keeper
+        modes[mode](*rest)

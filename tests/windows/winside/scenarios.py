@@ -189,6 +189,19 @@ async def limits() -> dict[str, Any]:
         platform.release(handle)
 
 
+async def no_console() -> dict[str, Any]:
+    """A keeper without any console (DETACHED_PROCESS, like a service) starts a node."""
+    keeper = subprocess.run(
+        [sys.executable, PROGRAMS, "no_console_keeper"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        creationflags=win32process.DETACHED_PROCESS,
+        timeout=60,
+    )
+    words = keeper.stdout.decode().split()
+    return {"code": keeper.returncode, "words": words, "stderr": keeper.stderr.decode()}
+
+
 async def usage() -> dict[str, Any]:
     platform = current_platform()
     handle = await platform.start(spec("hog", "120", "1.0"))
@@ -284,6 +297,7 @@ SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "limits": limits,
     "usage": usage,
     "graceful_stop": graceful_stop,
+    "no_console": no_console,
     "pipes": pipes,
     "start_failure": start_failure,
     "kill_leftover": kill_leftover,
