@@ -76,12 +76,21 @@ class KeeperProcess:
 
 
 class Lab:
-    def __init__(self, root: Path, *, allocated: str = "50 MB", storage_root: Path | None = None):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        allocated: str = "50 MB",
+        storage_root: Path | None = None,
+        setup: NodeSetup | None = None,
+    ) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.platform = this_platform()
         self.cp = ControlPlane(root / "cp").start()
         self.admin = AdminClient(self.cp.url, TOKEN)
-        self.node: NodeSetup = setup_node(storage_root or (root / "node"), allocated=allocated)
+        # ``setup`` given: the node's dirs and ports, not set up (the keeper sees exit 78).
+        self.node: NodeSetup = setup or setup_node(storage_root or (root / "node"), allocated)
         self.data_dir = root / "keeper"
         self.status_port = free_port()
         self.keepers: list[KeeperProcess] = []
@@ -136,7 +145,7 @@ class Lab:
                 "kind": "http",
                 "url": f"{self.node.control_url}/pulse",
                 "interval_seconds": 0.2,
-                "timeout_seconds": 1.0,
+                "timeout_seconds": 0.5,
                 "failure_threshold": 3,
                 "start_grace_seconds": 20.0,
             },

@@ -257,6 +257,7 @@ def obs(**kw: object) -> Observation:
         pulse_ok=True,
         exits=(),
         old_was_healthy=True,
+        last_ok=100.0,
     )
     base.update(kw)
     return Observation(**base)  # type: ignore[arg-type]
@@ -266,13 +267,17 @@ def obs(**kw: object) -> Observation:
     ("kw", "verdict"),
     [
         ({}, Verdict.PASS),
-        ({"now": 69.9}, Verdict.WAIT),  # healthy 59.9 s
-        ({"now": 70.0}, Verdict.PASS),
+        ({"last_ok": 69.9}, Verdict.WAIT),  # healthy 59.9 s
+        ({"last_ok": 70.0}, Verdict.PASS),
+        # the last passing pulse came before the period ended (a hang the probe's
+        # timeout has not shown yet): not a pass, however long ago the start was
+        ({"now": 500.0, "last_ok": 40.0}, Verdict.WAIT),
+        ({"last_ok": None}, Verdict.WAIT),
         ({"healthy_since": None, "state": "starting"}, Verdict.WAIT),
         ({"pulse_ok": False}, Verdict.WAIT),  # one failed probe: not yet proof either way
         ({"state": "stopping"}, Verdict.WAIT),
         # healthy_since before the switch (stale) counts from the switch
-        ({"healthy_since": -50.0, "switched_at": 50.0, "now": 100.0}, Verdict.WAIT),
+        ({"healthy_since": -50.0, "switched_at": 50.0}, Verdict.WAIT),
         ({"healthy_since": None, "state": "starting", "now": 300.0}, Verdict.FAIL),
         ({"exits": (Ex(),)}, Verdict.FAIL),
         ({"exits": (Ex(reason="hung"),)}, Verdict.FAIL),

@@ -134,6 +134,7 @@ class RunView:
     state: str
     healthy_since_mono: float | None
     pulse_ok: bool | None
+    last_ok_mono: float | None  # when this run's probe last passed
     pulse: dict[str, Any] | None
     recent_exits: tuple[ExitView, ...]
 
@@ -169,6 +170,7 @@ class Supervisor:
         self._run_generation = -1
         self._switch: asyncio.Event | None = None
         self._spawns = 0
+        self._last_ok_mono: float | None = None
         self._exits = 0
         self._exit_log: deque[ExitView] = deque(maxlen=OUTPUT_TAIL_LINES)
         self._fresh_counters()
@@ -236,6 +238,7 @@ class Supervisor:
             state=st.state.value,
             healthy_since_mono=st.healthy_since_mono,
             pulse_ok=pulse.ok if pulse else None,
+            last_ok_mono=self._last_ok_mono,
             pulse=dict(pulse.data) if pulse and pulse.data else None,
             recent_exits=tuple(self._exit_log),
         )
@@ -292,6 +295,7 @@ class Supervisor:
         self._run_generation = self._generation
         self.output_tail.clear()
         self._spawns += 1
+        self._last_ok_mono = None
         try:
             handle = await self.platform.start(spec)
         except OSError as exc:
@@ -429,6 +433,8 @@ class Supervisor:
                 result.pulse if result.ok else (previous.data if previous else None),
             )
             self.status.probe_failures = tracker.failures
+            if result.ok:
+                self._last_ok_mono = now
             if verdict is ProbeVerdict.HEALTHY:
                 self._on_healthy(now)
             elif verdict is ProbeVerdict.HUNG:

@@ -430,6 +430,7 @@ class UpdateMachine:
                 healthy_since=view.healthy_since_mono,
                 pulse_ok=view.pulse_ok,
                 exits=exits,
+                last_ok=view.last_ok_mono,
                 old_was_healthy=old_was_healthy,
             )
             judgement = judge(obs, rules, target)

@@ -5,7 +5,9 @@ is a table test. The rules:
 
 - **pass**: the node has been healthy (its probe passed, state ``running``) for the
   whole probation period, counted from the later of the switch and the first healthy
-  pulse, its latest pulse is ok, and it has not exited once since the switch;
+  pulse, *and a pulse answered at the end of it* (a node that hangs half-way has no
+  passing pulse after the hang, even while the probe's timeout hides the failure), its
+  latest probe passed, and it has not exited once since the switch;
 - **fail** at the first exit after the switch (a crash, a hang the supervisor killed, a
   migration that failed), or when it has not become healthy within the start timeout;
 - an exit with the node's "not set up" code is the new version's fault only if the old
@@ -75,6 +77,7 @@ class Observation:
     pulse_ok: bool | None
     exits: Sequence[Exit]
     old_was_healthy: bool
+    last_ok: float | None = None  # when the latest passing pulse was seen
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,9 @@ def judge(obs: Observation, rules: Rules, version: str) -> Judgement:
     if obs.exits:
         return _judge_exit(obs.exits[0], obs, version)
     if obs.state == "running" and obs.healthy_since is not None and obs.pulse_ok:
-        healthy_for = obs.now - max(obs.healthy_since, obs.switched_at)
+        if obs.last_ok is None:
+            return Judgement(Verdict.WAIT)
+        healthy_for = obs.last_ok - max(obs.healthy_since, obs.switched_at)
         if healthy_for >= rules.probation:
             return Judgement(Verdict.PASS)
         return Judgement(Verdict.WAIT)
