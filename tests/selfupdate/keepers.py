@@ -10,7 +10,8 @@ module ``nodekeeper_fixture`` (shipped in the zip) wraps the real ``nodekeeper.l
   adds ``nodekeeper.selfupdater.self_update_cycle`` to the keeper's ``[update]`` wiring
   (the lines ``keeper.commands._updating`` does not have yet);
 - ``exit_at_start``: exits 3 at once, before the keeper starts;
-- ``silent``: the real keeper whose status API accepts connections and never answers.
+- ``silent``: the real keeper whose status API accepts connections and never answers;
+- ``broken_version``: ``version`` prints nothing and exits 1 (fails preflight).
 
 The keeper has no fault switches: faults live in the fixture module only.
 ``install(zip, versions_dir)`` unzips into ``versions_dir/<version>`` like the updater.
@@ -28,7 +29,7 @@ from nodekeeper.version.manifest import MANIFEST_NAME, manifest_for_zip
 ENTRY_MODULE = "nodekeeper_fixture"
 TRIGGER_ENV = "NODEKEEPER_TEST_TRIGGER"
 WIRE_ENV = "NODEKEEPER_TEST_WIRE_SELF_UPDATE"
-KINDS = ("good", "exit_at_start", "silent")
+KINDS = ("good", "exit_at_start", "silent", "broken_version")
 
 _ENTRY = '''\
 """Test fixture entry (tests/selfupdate/keepers.py): the real keeper, {kind}."""
@@ -102,6 +103,8 @@ def silence_status_api():
 
 
 def main():
+    if KIND == "broken_version" and sys.argv[1:2] == ["version"]:
+        return 1
     if KIND == "exit_at_start" and sys.argv[1:2] != ["version"]:
         print("fixture: keeper exits at start", file=sys.stderr, flush=True)
         return 3

@@ -10,6 +10,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -53,7 +54,7 @@ def test_good_version_is_committed_and_the_node_comes_back(site: Site, launchers
     assert [(o.kind, o.version) for o in state.outcomes] == [("committed", "1.1.0")]
     # The new keeper started the node again (the old one stopped it on the way out).
     wait_for(lambda: len(site.node_starts()) > nodes_before, 10, "the node under 1.1.0")
-    assert "keeper 1.1.0 passed probation: committed" in launcher.log
+    wait_for(lambda: "keeper 1.1.0 passed probation: committed" in launcher.log, 5, "the log")
 
     # The commit is reported by the next keeper start, as update_succeeded.
     launcher.stop()
@@ -71,12 +72,14 @@ def test_bad_version_falls_back_is_marked_failed_and_reported(
     bad = site.release(kind, "1.1.0")
     site.set_state(State(current="1.0.0"))
     launcher = launchers(site)
-    launcher.wait_running("1.0.0")
+    old = launcher.wait_running("1.0.0")
     since = time.time()
 
     assert launcher.hand_over(bad, "1.1.0") == {"ok": True}
+    old.wait(15)
     # Back on 1.0.0, at the latest after the probation (plus the stop of a silent one).
-    launcher.wait_running("1.0.0", timeout=3 * PROBATION + 15)
+    wait_for(lambda: site.state().failed, 3 * PROBATION + 15, f"the fallback\n{launcher.log}")
+    assert launcher.wait_running("1.0.0").pid != old.pid
     state = site.state()
     assert (state.current, state.pending, state.failed) == ("1.0.0", None, ("1.1.0",))
     (outcome,) = state.outcomes
@@ -187,6 +190,11 @@ def test_launcher_killed_with_9_takes_its_keeper_along(site: Site, launchers: St
     assert not keeper.is_running() and not node.is_running()
 
 
+def answering(launcher: LauncherProcess) -> str | None:
+    """The version of the launcher's keeper once its status API answers."""
+    return launcher.keeper_version() if launcher.site.status_up() else None
+
+
 def test_state_survives_kill_9_of_the_launcher_during_updates(site: Site, launchers: Start) -> None:
     """Kill -9 the launcher at random instants of a hand-over and probation; each time the
     state file must parse, and a new launcher must end up running a keeper with a state
@@ -196,11 +204,7 @@ def test_state_survives_kill_9_of_the_launcher_during_updates(site: Site, launch
     rng = random.Random(6)
     launcher = launchers(site, probation=2.0)
     for target in ("1.1.0", "1.2.0", "1.3.0"):
-        running = wait_for(
-            lambda: launcher.keeper_version() if site.status_up() else None,
-            30,
-            f"a keeper\n{launcher.log}",
-        )
+        running = wait_for(partial(answering, launcher), 30, f"a keeper\n{launcher.log}")
         if running == target or site.state().current == target:
             continue
         assert launcher.hand_over(installs[target], target)["ok"] is True
@@ -211,9 +215,7 @@ def test_state_survives_kill_9_of_the_launcher_during_updates(site: Site, launch
             state.pending is None or state.pending.version == target
         )
         launcher = launchers(site, probation=2.0)
-    final = wait_for(
-        lambda: launcher.keeper_version() if site.status_up() else None, 30, "a keeper at the end"
-    )
+    final = wait_for(partial(answering, launcher), 30, "a keeper at the end")
     state = wait_for(lambda: site.state().pending is None and site.state(), 10, "no pending")
     assert final == state.current
     assert not any(p.name.endswith(".tmp") for p in site.state_dir.iterdir())
