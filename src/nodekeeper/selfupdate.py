@@ -219,7 +219,7 @@ def deliver_outcomes(
         if record_error is not None and o.kind != "committed":
             record_error(
                 "keeper",
-                "ERROR",
+                logging.ERROR,
                 message,
                 timestamp=o.at,
                 process=PROCESS,

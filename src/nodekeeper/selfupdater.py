@@ -179,9 +179,21 @@ class SelfUpdater:
         return "failed"
 
     def sweep(self) -> None:
-        """Delete keeper installs the launcher no longer needs, and stale downloads."""
+        """Once per cycle (``UpdateCycle`` calls it after every check): report what the
+        launcher concluded since the keeper started (a commit happens a probation after
+        the start, so the start-up delivery in ``nodekeeper.launched`` is too early for
+        it), then delete keeper installs the launcher no longer needs."""
         if self.handed_over is not None:
             return  # the launcher is about to start it: leave everything alone
+        try:
+            selfupdate.deliver_outcomes(
+                self.link,
+                running_version=self.version,
+                report=self.reports.report if self.reports is not None else None,
+                record_error=self.errors.record if self.errors is not None else None,
+            )
+        except Exception:  # never worth failing the cycle for; the next one retries
+            log.exception("cannot deliver the launcher's outcome records")
         keep = selfupdate.protected_versions(self.link) | {self.version}
         self.retention.sweep(PROCESS, keep, [])
 

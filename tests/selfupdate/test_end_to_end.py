@@ -4,6 +4,7 @@ launcher commits it after probation. Real processes throughout."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,5 +68,19 @@ def test_control_plane_announces_a_keeper_and_it_updates_itself(
         assert sorted(p.name for p in site.versions_dir.iterdir()) == ["1.0.0", "1.1.0"]
         downloads = site.data_dir / "downloads" / "nodekeeper"
         wait_for(lambda: not any(downloads.iterdir()), 10, "the download swept")
+        # The new keeper reports the commit on its next cycle (queued: the node is not
+        # set up, so there is no identity to sign with yet).
+        queue = site.data_dir / "state" / "reports" / "queue"
+
+        def committed_report() -> bool:
+            reports = [json.loads(p.read_text())["report"] for p in queue.glob("*.json")]
+            return any(
+                r["kind"] == "update_succeeded"
+                and r["process"] == "nodekeeper"
+                and r["target_version"] == "1.1.0"
+                for r in reports
+            )
+
+        wait_for(committed_report, 15, "the update_succeeded report")
         # 1.1.0 is what it announces as current: no second hand-over.
         assert launcher.log.count("self-update: starting keeper") == 1

@@ -297,3 +297,22 @@ def test_launcher_cli_usage_errors_exit_2(tmp_path: Path) -> None:
             timeout=30,
         )
         assert result.returncode == 2, result.stderr
+
+
+def test_the_launcher_imports_the_standard_library_only() -> None:
+    """It is the piece that never updates: nothing but the standard library and its own
+    package (plus nodekeeper/__init__.py, which holds only the version)."""
+    import subprocess
+
+    code = (
+        "import sys; import nodekeeper.launcher.cli; "
+        "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules} - "
+        "set(sys.stdlib_module_names) - set(sys.builtin_module_names))));"
+        "print('\\n'.join(m for m in sys.modules if m.startswith('nodekeeper')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
+    assert {m for m in out if not m.startswith("nodekeeper")} <= {"__main__", "_distutils_hack"}
+    ours = {m for m in out if m.startswith("nodekeeper.")}
+    assert ours and all(m.startswith("nodekeeper.launcher") for m in ours), ours

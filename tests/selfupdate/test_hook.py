@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Iterator
+from logging import ERROR
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,7 @@ def test_outcomes_become_reports_and_failures_error_entries_once(link: LauncherL
         ("rolled_back", "nodekeeper", "1.0.0", "1.1.0", 2.0, "exited"),
         ("update_failed", "nodekeeper", "1.0.0", "1.1.0", 3.0, "exited"),
     ]
-    assert errors == [("keeper", "ERROR", "1.1.0", 2.0), ("keeper", "ERROR", "1.1.0", 3.0)]
+    assert errors == [("keeper", ERROR, "1.1.0", 2.0), ("keeper", ERROR, "1.1.0", 3.0)]
     assert deliver() == []  # delivered once
     # A new one later: only it is delivered; ids of outcomes the launcher pruned go.
     later = _outcome("rolled_back", "1.2.0", 4.0)
@@ -263,7 +264,8 @@ def test_self_updater_sweep_keeps_what_the_launcher_may_start(
     statefile.save_state(
         link.state_dir, State(current="1.1.0", previous="1.0.0", pending=Pending("1.2.0", 1))
     )
-    updater = updater_for(link, tmp_path, Calls(), Recorder())
+    rec = Recorder()
+    updater = updater_for(link, tmp_path, Calls(), rec)
     updater.version = "0.9.0"  # what this process runs (a fallback, say)
     updater.sweep()
     assert sorted(p.name for p in link.versions_dir.iterdir()) == [
@@ -272,3 +274,17 @@ def test_self_updater_sweep_keeps_what_the_launcher_may_start(
         "1.1.0",
         "1.2.0",
     ]
+
+
+def test_self_updater_reports_the_launchers_outcomes_each_cycle(
+    link: LauncherLink, tmp_path: Path
+) -> None:
+    rec = Recorder()
+    updater = updater_for(link, tmp_path, Calls(), rec)
+    updater.sweep()
+    assert rec.reports == []
+    committed = Outcome("c1", "committed", "1.1.0", "1.1.0", "healthy", "", 1.0)
+    statefile.save_state(link.state_dir, State(current="1.1.0", outcomes=(committed,)))
+    updater.sweep()
+    updater.sweep()
+    assert rec.reports == [("update_succeeded", "1.1.0")] and rec.errors == []
