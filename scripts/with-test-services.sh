@@ -9,7 +9,8 @@ pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$pg_bin/initdb" ] || { echo "PostgreSQL server binaries not found: run make system-packages" >&2; exit 1; }
 work=$(mktemp -d /tmp/nodekeeper-pg.XXXXXX)
 chmod 755 "$work"
-port=${NODEKEEPER_TEST_PG_PORT:-55432}
+# A free port: several runs (a developer's and CI's) may share the machine.
+port=${NODEKEEPER_TEST_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 as_pg=()
 [ "$(id -u)" -eq 0 ] && { chown postgres: "$work"; as_pg=(runuser -u postgres --); }
 cleanup() {

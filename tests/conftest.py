@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# One Wine prefix and wineserver per session, shared by every suite that runs Windows code.
+from tests.windows.wine import wine  # noqa: F401
+
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:

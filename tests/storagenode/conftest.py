@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +18,3 @@ def node(node_setup: NodeSetup) -> Iterator[NodeProcess]:
     with NodeProcess(node_setup).start() as proc:
         proc.wait_ready()
         yield proc
-
-
-# The Wine fixture for test_wine.py, where the tree has the Windows test support.
-with contextlib.suppress(ImportError):
-    from tests.windows.wine import wine  # noqa: F401

@@ -6,7 +6,6 @@ import hashlib
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -15,12 +14,8 @@ from nodekeeper.version.manifest import MANIFEST_NAME, parse_manifest, run_argv
 from storagenode import exitcodes
 from tests.artifacts import build_good, install
 from tests.nodes import free_port
+from tests.windows.wine import WineRuntime, windows_path
 
-if TYPE_CHECKING:
-    from tests.windows.wine import WineRuntime
-
-# The Wine harness belongs to the Windows platform work; without it there is nothing to run.
-windows_path = pytest.importorskip("tests.windows.wine").windows_path
 pytestmark = pytest.mark.wine
 
 
