@@ -25,7 +25,6 @@ from typing import Any
 import httpx
 import tomli_w
 
-from nodekeeper.logs.error_index import read_errors_since
 from nodekeeper.server.client import AdminClient
 from nodekeeper.version.platforms import this_platform
 from storagenode.release import build_artifact
@@ -238,7 +237,13 @@ class Lab:
             return None
 
     def error_index(self) -> list[dict[str, Any]]:
-        return read_errors_since(self.data_dir / "logs", 0.0)
+        """The error index the tray app reads (one JSON object per line; these tests
+        never write enough to rotate it)."""
+        try:
+            text = (self.data_dir / "logs" / "errors.jsonl").read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def reasons(self) -> list[str]:
         return [str(e.get("reason")) for e in self.error_index()]

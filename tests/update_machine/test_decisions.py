@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from nodekeeper.updater.cycle import CycleSettings, first_check_delay, without_rollout
+from nodekeeper.updater.cycle import (
+    HEARTBEAT_SECONDS,
+    CycleSettings,
+    first_check_delay,
+    heartbeat_due,
+    needs_setup,
+    without_rollout,
+)
 from nodekeeper.updater.errors import (
     DownloadFailed,
     InvalidArtifact,
@@ -29,6 +36,7 @@ from nodekeeper.updater.probation import (
     Rules,
     Verdict,
     after_failure,
+    exits_of,
     is_out_of_space,
     judge,
     old_refuses_database,
@@ -243,6 +251,7 @@ class Ex:
     reason: str = "crash"
     detail: str = "exited with code 1"
     output: tuple[str, ...] = ()
+    generation: int = 2
 
 
 RULES = Rules(probation=60.0, start_timeout=300.0)
@@ -331,6 +340,15 @@ def test_after_failure(before: int | None, seen: int | None, has_previous: bool,
     assert schema_rose(before, seen) == (before is not None and seen is not None and seen > before)
 
 
+def test_exits_of_counts_only_the_new_command() -> None:
+    old_hang = Ex(number=1, reason="hung", generation=1)  # the old run, killed meanwhile
+    switched = Ex(number=2, reason="switched", generation=1)
+    crash = Ex(number=3, generation=2)
+    later = Ex(number=4, generation=3)
+    assert exits_of([old_hang, switched, crash, later], 2) == [crash, later]
+    assert exits_of([old_hang, switched], 2) == []
+
+
 def test_old_refuses_database() -> None:
     assert old_refuses_database(65, 65)
     assert not old_refuses_database(1, 65)
@@ -384,6 +402,28 @@ def test_first_check_delay() -> None:
     assert first_check_delay(settings, installed=True, u=0.5) == 450.0
     now = replace(settings, first_check_now=True)
     assert first_check_delay(now, installed=True, u=0.5) == 0.0
+
+
+@dataclass(frozen=True)
+class View:
+    state: str
+    recent_exits: tuple[Ex, ...] = ()
+
+
+def test_needs_setup_includes_the_supervisors_rechecks() -> None:
+    not_set_up = Ex(reason="not-set-up", code=78)
+    assert needs_setup(View("needs-setup"))
+    assert needs_setup(View("starting", (Ex(), not_set_up)))
+    assert not needs_setup(View("starting", (not_set_up, Ex())))
+    assert not needs_setup(View("running", (not_set_up,)))
+    assert not needs_setup(View("starting"))
+
+
+def test_heartbeat_on_version_change_or_hourly() -> None:
+    assert heartbeat_due(None, "1.0.0", 0.0)
+    assert not heartbeat_due(("1.0.0", 0.0), "1.0.0", 10.0)
+    assert heartbeat_due(("1.0.0", 0.0), "1.0.1", 10.0)
+    assert heartbeat_due(("1.0.0", 0.0), "1.0.0", HEARTBEAT_SECONDS)
 
 
 def test_without_rollout_leaves_only_the_minimum() -> None:

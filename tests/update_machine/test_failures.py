@@ -44,7 +44,7 @@ def test_download_failures_retry_next_cycle_with_the_node_untouched(lab: Lab) ->
         files.fault(extra=b"tampered")  # cycle 3: more bytes than announced
         lab.roll_out("1.0.1")
         lab.wait_running("1.0.1", timeout=40)
-    kinds = [e["reason"] for e in lab.error_index()]
+    kinds = lab.reasons()
     assert kinds.count("download_failed") == 2 and kinds.count("verification_failed") == 1
     assert "answered HTTP 500" in entries(lab, "download_failed")[0]["message"]
     assert "the node stays on 1.0.0; the keeper tries again next cycle" in lab.log_text()
@@ -202,7 +202,7 @@ def test_node_not_configured_no_update_loop(tmp_path: Path) -> None:
         assert "rolled back" not in lab.log_text()
         assert lab.log_text().count("→ 1.0.1") == 0
         assert lab.log_text().count("updates of storagenode wait") == 1
-        assert [e["reason"] for e in lab.error_index()].count("needs-setup") == 1
+        assert lab.reasons().count("needs-setup") == 1
         # Setup happens; the keeper's recheck starts 1.0.0, then the update proceeds.
         result = subprocess.run(
             [

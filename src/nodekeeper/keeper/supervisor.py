@@ -119,6 +119,7 @@ class ExitView:
     reason: str
     detail: str
     output: tuple[str, ...]
+    generation: int  # the command generation of the run that exited
 
 
 @dataclass(frozen=True)
@@ -215,18 +216,25 @@ class Supervisor:
     def command(self) -> list[str] | None:
         return list(self._argv) if self._argv is not None else None
 
-    async def switch(self, argv: list[str]) -> None:
+    @property
+    def command_generation(self) -> int:
+        """Counts set_command/switch calls: exits of runs of an older generation are not
+        the current command's."""
+        return self._generation
+
+    async def switch(self, argv: list[str]) -> int:
         """Run ``argv`` now: stop the current run gracefully (kill after the stop
         timeout), then start ``argv`` at once, without backoff; also cuts a backoff or
         setup-recheck wait short. Returns once the new command has been started (or the
-        keeper is shutting down). Restart backoff and crash-loop count start afresh: they
-        were about the old version."""
+        keeper is shutting down); returns the new command's generation. Restart backoff
+        and crash-loop count start afresh: they were about the old version."""
         self.set_command(argv)
         generation = self._generation
         if self._switch is not None:
             self._switch.set()
         while self._run_generation < generation and not self._stop_requested:
             await asyncio.sleep(0.01)
+        return generation
 
     def observe(self) -> RunView:
         st = self.status
@@ -602,7 +610,14 @@ class Supervisor:
         self.status.record_exit(info)
         self._exits += 1
         self._exit_log.append(
-            ExitView(self._exits, info.code, info.reason, info.detail, tuple(self.output_tail))
+            ExitView(
+                self._exits,
+                info.code,
+                info.reason,
+                info.detail,
+                tuple(self.output_tail),
+                self._run_generation,
+            )
         )
 
     def _spec(self) -> LaunchSpec:

@@ -35,6 +35,10 @@ log = logging.getLogger("nodekeeper.updater")
 
 # A control plane that stays unreachable is logged at WARNING once, then this often.
 CHECK_FAILURE_LOG_SECONDS = 3600.0
+# A heartbeat goes out when the running version changes, else at most this often: the
+# control plane counts nodes per version over days, and a keeper checking every few
+# seconds (tests, an impatient operator) must not spend its report rate on them.
+HEARTBEAT_SECONDS = 3600.0
 NO_ROLLOUT = Rollout(seed="", cursor="0" * 64)
 
 
@@ -56,6 +60,20 @@ def without_rollout(announcement: Announcement, process: str) -> Announcement:
     processes = dict(announcement.processes)
     processes[process] = entry.model_copy(update={"rollout": NO_ROLLOUT})
     return announcement.model_copy(update={"processes": processes})
+
+
+def needs_setup(view: Any) -> bool:
+    """Whether the node waits for setup (pure over a ``RunView``): in ``needs-setup``, or
+    in one of the supervisor's rechecks since its last exit said "not set up"."""
+    if view.state == "needs-setup":
+        return True
+    last = view.recent_exits[-1] if view.recent_exits else None
+    return view.state == "starting" and last is not None and last.reason == "not-set-up"
+
+
+def heartbeat_due(last: tuple[str, float] | None, version: str, now: float) -> bool:
+    """Whether to send a heartbeat now (pure): ``last`` is (version, time) of the last."""
+    return last is None or last[0] != version or now - last[1] >= HEARTBEAT_SECONDS
 
 
 def first_check_delay(settings: CycleSettings, installed: bool, u: float) -> float:
@@ -89,6 +107,7 @@ class UpdateCycle:
         self._previous: Any = None  # the last FetchedAnnouncement (its ETag)
         self._said: set[str] = set()  # one-time messages already logged
         self._failure_logged: float | None = None
+        self._heartbeat_sent: tuple[str, float] | None = None
 
     async def run(self) -> None:
         """Until cancelled: finish recovery, then check, decide, update, repeat."""
@@ -150,7 +169,7 @@ class UpdateCycle:
         machine = self.machine
         state = machine.state
         process = machine.settings.process
-        if state.current is not None and self.node.observe().state == "needs-setup":
+        if state.current is not None and needs_setup(self.node.observe()):
             self._once(
                 "needs-setup",
                 f"the node is not set up; updates of {process} wait until it is "
@@ -199,6 +218,10 @@ class UpdateCycle:
         version = self.machine.running_version()
         if self.reports is None or version is None:
             return
+        now = asyncio.get_running_loop().time()
+        if not heartbeat_due(self._heartbeat_sent, version, now):
+            return
+        self._heartbeat_sent = (version, now)
         try:
             self.reports.heartbeat(self.machine.settings.process, version)
         except Exception:

@@ -59,6 +59,7 @@ from .probation import (
     Rules,
     Verdict,
     after_failure,
+    exits_of,
     judge,
     old_refuses_database,
 )
@@ -89,7 +90,10 @@ class Node(Protocol):
 
     def set_command(self, argv: list[str] | None) -> None: ...
 
-    async def switch(self, argv: list[str]) -> None: ...
+    async def switch(self, argv: list[str]) -> int: ...
+
+    @property
+    def command_generation(self) -> int: ...
 
     def observe(self) -> Any: ...
 
@@ -279,12 +283,13 @@ class UpdateMachine:
             return
         inflight = self.state.inflight
         assert inflight is not None
+        generation = self.node.command_generation
         if recovery.action is Action.RESUME_PROBATION:
-            await self._probation_and_after(exits_before=0, old_was_healthy=True)
+            await self._probation_and_after(generation, old_was_healthy=True)
         elif recovery.action is Action.FINISH_COMMIT:
             self._commit()
         elif recovery.action is Action.FINISH_ROLLBACK:
-            await self._after_rollback_switch(exits_before=0)
+            await self._after_rollback_switch(generation)
         elif recovery.action is Action.FINISH_HOLD:
             self._finish_hold()
 
@@ -327,10 +332,9 @@ class UpdateMachine:
         old_was_healthy = view.state == "running"
         schema_before = _schema(view) if old_was_healthy else None
         self._enter(Step.SWITCH, schema_before=schema_before)
-        exits_before = view.exits
-        await self.node.switch(new_argv)
+        generation = await self.node.switch(new_argv)
         log.info("switched to %s %s; probation begins", plan.process, plan.version)
-        return await self._probation_and_after(exits_before, old_was_healthy)
+        return await self._probation_and_after(generation, old_was_healthy)
 
     async def _fetch(self, plan: UpdatePlan) -> Path:
         from .download import DownloadSettings, download, make_client, part_path
@@ -377,11 +381,11 @@ class UpdateMachine:
         self._enter(Step.VERIFY)
         return await asyncio.to_thread(verify_download, done, plan.artifact)
 
-    async def _probation_and_after(self, exits_before: int, old_was_healthy: bool) -> str:
+    async def _probation_and_after(self, generation: int, old_was_healthy: bool) -> str:
         self._enter(Step.PROBATION)
         inflight = self.state.inflight
         assert inflight is not None
-        judgement, schema_seen = await self._watch_probation(exits_before, old_was_healthy)
+        judgement, schema_seen = await self._watch_probation(generation, old_was_healthy)
         if judgement.verdict is Verdict.PASS:
             return self._commit()
         if judgement.verdict is Verdict.KEEP_UNPROVEN:
@@ -408,7 +412,7 @@ class UpdateMachine:
         return await self._rollback(failure)
 
     async def _watch_probation(
-        self, exits_before: int, old_was_healthy: bool
+        self, generation: int, old_was_healthy: bool
     ) -> tuple[Judgement, int | None]:
         rules = Rules(self.settings.probation_seconds, self.settings.start_timeout_seconds)
         target = self.state.inflight.target if self.state.inflight else "?"
@@ -416,18 +420,17 @@ class UpdateMachine:
         schema_seen: int | None = None
         while True:
             view = self.node.observe()
-            if view.healthy_since_mono is not None and view.pulse_ok:
+            current = view.generation >= generation
+            if current and view.healthy_since_mono is not None and view.pulse_ok:
                 schema = _schema(view)
                 if schema is not None:
                     schema_seen = schema if schema_seen is None else max(schema_seen, schema)
-            exits = [
-                e for e in view.recent_exits if e.number > exits_before and e.reason != "switched"
-            ]
+            exits = exits_of(view.recent_exits, generation)
             obs = Observation(
                 now=time.monotonic(),
                 switched_at=switched_at,
                 state=view.state,
-                healthy_since=view.healthy_since_mono,
+                healthy_since=view.healthy_since_mono if current else None,
                 pulse_ok=view.pulse_ok,
                 exits=exits,
                 last_ok=view.last_ok_mono,
@@ -463,11 +466,10 @@ class UpdateMachine:
         assert inflight is not None and inflight.from_version is not None
         log.warning("%s; rolling back to %s", failure.message, inflight.from_version)
         self._enter(Step.ROLLBACK, failure=failure)
-        exits_before = self.node.observe().exits
-        await self.node.switch(self.argv_for(inflight.from_version))
-        return await self._after_rollback_switch(exits_before)
+        generation = await self.node.switch(self.argv_for(inflight.from_version))
+        return await self._after_rollback_switch(generation)
 
-    async def _after_rollback_switch(self, exits_before: int) -> str:
+    async def _after_rollback_switch(self, generation: int) -> str:
         """The old version was started again: wait until it answers (or exits). If it
         refuses the database as too new, a migration ran after all: hold instead."""
         inflight = self.state.inflight
@@ -475,9 +477,7 @@ class UpdateMachine:
         deadline = time.monotonic() + self.settings.start_timeout_seconds
         while time.monotonic() < deadline:
             view = self.node.observe()
-            exits = [
-                e for e in view.recent_exits if e.number > exits_before and e.reason != "switched"
-            ]
+            exits = exits_of(view.recent_exits, generation)
             if exits:
                 if old_refuses_database(exits[0].code, self.settings.downgrade_refused_exit_code):
                     failure = Failure(
@@ -489,7 +489,7 @@ class UpdateMachine:
                     )
                     return self._hold(failure, switch_back=True)
                 break
-            if view.state == "running":
+            if view.generation >= generation and view.state == "running":
                 break
             await asyncio.sleep(self.settings.poll_seconds)
         failure = inflight.failure

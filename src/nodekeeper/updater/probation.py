@@ -49,6 +49,7 @@ class Exit(Protocol):
     reason: str
     detail: str
     output: tuple[str, ...]
+    generation: int
 
 
 class Verdict(StrEnum):
@@ -85,6 +86,12 @@ class Rules:
     probation: float
     start_timeout: float
     not_set_up_reason: str = "not-set-up"
+
+
+def exits_of(exits: Sequence[Exit], generation: int) -> list[Exit]:
+    """The exits of runs of ``generation`` (the switched-to command) or later, except the
+    stop that a switch itself caused: the old command's exits are not the new one's."""
+    return [e for e in exits if e.generation >= generation and e.reason != "switched"]
 
 
 def is_out_of_space(lines: Sequence[str]) -> bool:
