@@ -8,9 +8,8 @@ own steps, and a different second half:
     fetch_verified → unpack into versions/nodekeeper/<v> → preflight (`version`)
     → selfupdate.hand_over → the launcher's probation, commit or fallback
 
-:class:`SelfUpdater` has the shape ``updater.cycle.UpdateCycle`` drives (``state``,
-``settings``, ``run``, ``sweep``, ...), so the keeper's check gets the same jitter,
-backoff, ETag and heartbeat as the node's. There is no journal here: every step before
+:class:`SelfUpdater` does one update, :class:`SelfUpdateCycle` checks on the updater's
+schedule (same jitter, backoff, ETag as the node's). There is no journal here: every step before
 the hand-over is redone or re-verified on the next cycle (a verified zip is re-hashed,
 an install is replaced), and from the hand-over on the launcher's state file is the
 record. :func:`self_update_cycle` builds it for the keeper's wiring.
@@ -23,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -57,27 +57,10 @@ class SelfUpdateSettings:
 
 @dataclass(frozen=True)
 class SelfState:
-    """What ``UpdateCycle`` reads of a machine's state."""
+    """The keeper's version and the versions it will not update to."""
 
     current: str
     failed: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def current_or_zero(self) -> str:
-        return self.current
-
-
-@dataclass(frozen=True)
-class _Running:
-    """The cycle pauses a node's updates while the node waits for setup; the keeper's
-    own updates do not wait for the node."""
-
-    state: str = "running"
-
-
-class AlwaysRunning:
-    def observe(self) -> _Running:
-        return _Running()
 
 
 class SelfUpdater:
@@ -107,20 +90,13 @@ class SelfUpdater:
         self.last_outcome: dict[str, Any] | None = None
         self.last_error: dict[str, Any] | None = None
 
-    # -- what UpdateCycle reads ------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------
 
     @property
     def state(self) -> SelfState:
         return SelfState(
             self.version, frozenset(self._failed) | selfupdate.failed_versions(self.link)
         )
-
-    def running_version(self) -> str:
-        return self.version
-
-    async def finish_recovery(self) -> None:
-        """Nothing to finish: before the hand-over every step is redone next cycle, after
-        it the launcher decides."""
 
     async def run(self, plan: Any) -> str:
         """Fetch, install and preflight ``plan`` (an ``updater.plan.UpdatePlan`` for
@@ -179,7 +155,7 @@ class SelfUpdater:
         return "failed"
 
     def sweep(self) -> None:
-        """Once per cycle (``UpdateCycle`` calls it after every check): report what the
+        """Once per cycle, after the check: report what the
         launcher concluded since the keeper started (a commit happens a probation after
         the start, so the start-up delivery in ``nodekeeper.launched`` is too early for
         it), then delete keeper installs the launcher no longer needs."""
@@ -221,20 +197,167 @@ class SelfUpdater:
         }
 
 
-def self_update_cycle(config: Any, supervisor: Any, reports: Any = None) -> Any | None:
-    """The keeper's own check loop (an ``UpdateCycle``), or None when it cannot update
-    itself: no ``[update]`` table, or not started by nodekeeper-launcher.
+def minimum_only(announcement: Any) -> Any:
+    """The announcement without the keeper's rollout (pure): all a keeper that cannot
+    compute its place in the rollout (no node identity yet) may act on."""
+    from nodekeeper.version.schema import Rollout
 
-    The keeper's wiring starts ``cycle.run()`` beside the node's cycle and may add
-    ``cycle.snapshot()`` to its status; ``supervisor.request_shutdown`` is how the
-    hand-over stops the keeper (and its node) before it exits for the launcher.
+    entry = announcement.processes.get(PROCESS)
+    if entry is None:
+        return announcement
+    processes = {
+        **announcement.processes,
+        PROCESS: entry.model_copy(update={"rollout": Rollout(seed="", cursor="0" * 64)}),
+    }
+    return announcement.model_copy(update={"processes": processes})
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    server: str  # the control plane; its ``/`` is the announcement
+    timing: Any  # updater.schedule.CheckTiming
+    first_check_now: bool = False
+    node_id: str | None = None  # Storj string form; None: read the node's identity
+    node_config_dir: Path | None = None
+
+
+class SelfUpdateCycle:
+    """The keeper's own check loop, on the updater's schedule (random first delay,
+    interval × (1 ± jitter), backoff and Retry-After on failed checks, If-None-Match).
+
+    Its own small loop rather than a second ``updater.cycle.UpdateCycle``: that one is
+    built around the node (it pauses while the node waits for setup, reads the node's
+    run view); the keeper updates itself whatever the node is doing, and depends here
+    only on the updater's stable steps (checker, plan, schedule).
+    """
+
+    def __init__(
+        self,
+        settings: CheckSettings,
+        updater: SelfUpdater,
+        *,
+        reports: Any = None,
+        client_factory: Callable[[], Any],
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.updater = updater
+        self.reports = reports
+        self.client_factory = client_factory
+        self.rand = rand
+        self.failures = 0
+        self.checks = 0
+        self._previous: Any = None  # the last FetchedAnnouncement (its ETag)
+        self._said: set[str] = set()
+
+    async def run(self) -> None:
+        """Until cancelled (the keeper stops, or hands over)."""
+        from nodekeeper.updater.schedule import first_delay, next_delay
+
+        timing = self.settings.timing
+        delay = 0.0 if self.settings.first_check_now else first_delay(timing, self.rand())
+        while self.updater.handed_over is None:
+            await asyncio.sleep(delay)
+            retry_after = await self.once()
+            delay = next_delay(timing, self.failures, self.rand(), retry_after)
+
+    async def once(self) -> float | None:
+        """One check; returns the server's Retry-After when it sent one."""
+        from nodekeeper.updater.errors import CheckFailed, NoArtifact
+
+        try:
+            fetched = await asyncio.to_thread(self._fetch)
+        except CheckFailed as exc:
+            self.failures += 1
+            log.info("keeper update check failed (%d in a row): %s", self.failures, exc)
+            return exc.retry_after
+        self.failures = 0
+        self.checks += 1
+        try:
+            plan = self._plan(fetched.announcement)
+        except NoArtifact as exc:
+            self._once(str(exc))
+            plan = None
+        if plan is not None:
+            await self.updater.run(plan)
+        self.updater.sweep()
+        if self.reports is not None and self.updater.handed_over is None:
+            self.reports.heartbeat(PROCESS, self.updater.version)
+        return None
+
+    def _fetch(self) -> Any:
+        from nodekeeper.updater.checker import fetch_announcement
+
+        with self.client_factory() as client:
+            fetched = fetch_announcement(client, self.settings.server + "/", self._previous)
+        self._previous = fetched
+        return fetched
+
+    def _plan(self, announcement: Any) -> Any:
+        """The UpdatePlan for the keeper, or None. Without the node's identity the
+        rollout math cannot run: only the minimum applies (as for the node)."""
+        from nodekeeper.updater.errors import IdentityUnavailable
+        from nodekeeper.updater.plan import UpdatePlan, plan_update
+
+        try:
+            node_id = self._node_id()
+        except IdentityUnavailable:
+            announcement = minimum_only(announcement)
+            node_id = bytes(32)
+        state = self.updater.state
+        decision = plan_update(
+            announcement,
+            PROCESS,
+            state.current,
+            node_id,
+            self.updater.settings.platform,
+            state.failed,
+        )
+        if isinstance(decision, UpdatePlan):
+            return decision
+        if decision.skipped_failed:
+            self._once(decision.reason)
+        return None
+
+    def _node_id(self) -> bytes:
+        from nodekeeper.updater.errors import IdentityUnavailable
+        from nodekeeper.version.nodeid import parse_node_id
+
+        if self.settings.node_id:
+            return parse_node_id(self.settings.node_id)
+        if self.settings.node_config_dir is None:
+            raise IdentityUnavailable("no node config dir")
+        from nodekeeper.updater.identity import read_node_id
+
+        return read_node_id(self.settings.node_config_dir)
+
+    def _once(self, message: str) -> None:
+        """Say what holds until something changes once, not every cycle."""
+        if message not in self._said:
+            self._said.add(message)
+            log.info("keeper update: %s", message)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            **self.updater.snapshot(),
+            "checks": self.checks,
+            "failed_checks_in_row": self.failures,
+        }
+
+
+def self_update_cycle(config: Any, supervisor: Any, reports: Any = None) -> SelfUpdateCycle | None:
+    """The keeper's own check loop, or None when it cannot update itself: no
+    ``[update]`` table, or not started by nodekeeper-launcher.
+
+    For the keeper's wiring (``keeper.commands._updating``): start ``cycle.run()`` beside
+    the node's cycle and add ``cycle.snapshot()`` to the status. The hand-over stops the
+    keeper through ``supervisor.request_shutdown`` (the node stops gracefully first).
     """
     link = selfupdate.launcher_link()
     update = getattr(config, "update", None)
     if update is None or link is None:
         return None
-    from nodekeeper.updater.cycle import CycleSettings, UpdateCycle
-    from nodekeeper.updater.download import DownloadSettings
+    from nodekeeper.updater.download import DownloadSettings, make_client
     from nodekeeper.updater.schedule import CheckTiming
     from nodekeeper.version.platforms import this_platform
 
@@ -263,18 +386,13 @@ def self_update_cycle(config: Any, supervisor: Any, reports: Any = None) -> Any 
         backoff_initial=update.backoff_initial_seconds,
         backoff_max=max(update.backoff_max_seconds, update.backoff_initial_seconds),
     )
-    from nodekeeper.updater.download import make_client
-
-    return UpdateCycle(
-        CycleSettings(
-            server=update.server,
-            timing=timing,
-            first_check_now=update.first_check == "now",
-            node_id=update.node_id,
-            node_config_dir=config.node_config_path(),
-        ),
-        updater,  # type: ignore[arg-type]
-        AlwaysRunning(),
-        reports=reports,
-        client_factory=lambda: make_client(download),
+    check = CheckSettings(
+        server=update.server,
+        timing=timing,
+        first_check_now=update.first_check == "now",
+        node_id=update.node_id,
+        node_config_dir=config.node_config_path(),
+    )
+    return SelfUpdateCycle(
+        check, updater, reports=reports, client_factory=lambda: make_client(download)
     )

@@ -9,7 +9,10 @@ Portable by construction, one branch per OS where they differ:
 - **Own process group / session**, so a Ctrl-C at a terminal reaches only the launcher,
   which then stops the keeper once, in order.
 - **Graceful stop.** POSIX: SIGTERM. Windows: CTRL_BREAK_EVENT to its process group
-  (the keeper must handle SIGBREAK there). After ``timeout`` the keeper is killed.
+  (``nodekeeper.launched`` turns SIGBREAK into the keeper's SIGINT stop). That event only
+  reaches processes on the sender's console, so a launcher without one (a service)
+  allocates one first, the rule ``platform/windows_console.py`` applies to the node; the
+  keeper and its node inherit it. After ``timeout`` the keeper is killed.
 
 Its exit is seen by a thread blocked in ``wait()`` that sets ``on_exit``, so the launcher
 sleeps until something happens instead of polling.
@@ -45,10 +48,18 @@ def _load_prctl() -> Callable[..., int] | None:
 _prctl = _load_prctl()
 
 
+def _ensure_console() -> None:
+    """Windows: a console for CTRL_BREAK to travel on (never shown in session 0)."""
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    if not kernel32.GetConsoleWindow():
+        kernel32.AllocConsole()  # fails harmlessly if there is one; then kill after timeout
+
+
 def _popen_options() -> dict[str, Any]:
     if os.name == "nt":
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
-        return {"creationflags": flags}
+        _ensure_console()
+        # No CREATE_NO_WINDOW: the keeper must share the launcher's console (see above).
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     options: dict[str, Any] = {"start_new_session": True}
     if _prctl is not None:
         parent = os.getpid()
