@@ -99,6 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     quickstart = sub.add_parser("quickstart", help="bring up a local system on defaults")
     quickstart.add_argument("--data-dir", type=Path, help="where the local system keeps state")
     quickstart.add_argument("--listen", default=DEFAULT_LISTEN, help="control plane HOST:PORT")
+    quickstart.add_argument(
+        "--plain", action="store_true", default=None, help="print events as lines (no live view)"
+    )
     quickstart.set_defaults(handler=_quickstart)
 
 
@@ -274,4 +277,4 @@ def _rollout_status(args: argparse.Namespace) -> int:
 def _quickstart(args: argparse.Namespace) -> int:
     from nodekeeper.quickstart import run_quickstart
 
-    return run_quickstart(args.data_dir, args.listen)
+    return run_quickstart(args.data_dir, args.listen, plain=args.plain)
