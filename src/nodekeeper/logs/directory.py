@@ -15,6 +15,7 @@ to delete with PermissionError; they are skipped, counted and retried with backo
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -111,6 +112,10 @@ class LogDirectory:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a compression ended
         self._entries: dict[str, _Entry] = {}
+        # Kept up to date so that the common case (room to spare, nothing expired) costs
+        # O(1) under the lock instead of a pass over possibly thousands of archives.
+        self._used = 0
+        self._expires_at = -math.inf  # the oldest archive's retention ends then
         self._last_seq: dict[str, int] = {}
         self._cancel: str | None = None
         self._stopping = False
@@ -130,6 +135,15 @@ class LogDirectory:
         with self._lock:
             self._cap = min(self._cap, settings.total_cap)
             self._max_age = min(self._max_age, float(settings.retention))
+            self._expires_at = -math.inf
+
+    def _add(self, entry: _Entry) -> None:
+        old = self._entries.get(entry.name)
+        if old is not None:
+            self._used -= old.size
+        self._entries[entry.name] = entry
+        self._used += entry.size
+        self._expires_at = min(self._expires_at, entry.closed_at + self._max_age)
 
     # -- what the writers call --------------------------------------------------------
 
@@ -156,7 +170,7 @@ class LogDirectory:
             name = archive_filename(base, suffix, now, seq)
             rename(self.path / name)
             self._last_seq[base] = seq
-            self._entries[name] = _Entry(name, base, seq, now, size, "pending")
+            self._add(_Entry(name, base, seq, now, size, "pending"))
         self._wake.set()
         return True
 
@@ -172,7 +186,7 @@ class LogDirectory:
     def usage(self) -> int:
         """Bytes accounted outside the active files (what the cap limits)."""
         with self._lock:
-            return sum(entry.size for entry in self._entries.values())
+            return self._used
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """True once nothing waits for compression (tests and benchmarks use this)."""
@@ -189,9 +203,11 @@ class LogDirectory:
     def _make_room(self, incoming: int, now: float) -> bool:
         """Delete oldest archives until ``incoming`` more bytes fit under the cap. A file
         that will not delete is skipped and retried later (after a backoff)."""
+        if self._used + incoming <= self._cap and now <= self._expires_at:
+            return True
         while True:
             mono = time.monotonic()
-            used = sum(entry.size for entry in self._entries.values())
+            used = self._used
             candidates = [
                 e.candidate()
                 for e in self._entries.values()
@@ -211,6 +227,12 @@ class LogDirectory:
             for name in plan.delete:
                 all_deleted &= self._delete(self._entries[name])
             if all_deleted:
+                evictable = [
+                    e.closed_at
+                    for e in self._entries.values()
+                    if e.state in ("pending", "archive", "busy")
+                ]
+                self._expires_at = min(evictable, default=math.inf) + self._max_age
                 return plan.fits
 
     def _delete(self, entry: _Entry) -> bool:
@@ -224,7 +246,7 @@ class LogDirectory:
             if entry.delete_failures == 1:
                 self._note(f"cannot delete {entry.name} yet, will retry: {exc}")
             return False
-        del self._entries[entry.name]
+        self._used -= self._entries.pop(entry.name).size
         return True
 
     def _grow(self, entry: _Entry, extra: int) -> None:
@@ -235,6 +257,7 @@ class LogDirectory:
             if not self._make_room(extra, self._clock()) or self._cancel is not None:
                 raise _Stop
             entry.size += extra
+            self._used += extra
 
     def _note(self, message: str) -> None:
         self._notes.append(message)
@@ -267,9 +290,7 @@ class LogDirectory:
                 state = "doomed"
             else:
                 state = "pending"
-            self._entries[name] = _Entry(
-                name, parsed.base, parsed.seq, parsed.closed_at, size, state
-            )
+            self._add(_Entry(name, parsed.base, parsed.seq, parsed.closed_at, size, state))
             self._last_seq[parsed.base] = max(self._last_seq.get(parsed.base, -1), parsed.seq)
         for entry in list(self._entries.values()):
             if entry.state == "doomed":
@@ -334,17 +355,15 @@ class LogDirectory:
         source = self.path / job.name
         partial = _Entry(f"{job.name}.gz.tmp", job.base, job.seq, job.closed_at, 0, "partial")
         with self._lock:
-            self._entries[partial.name] = partial
+            self._add(partial)
         try:
             self._write_gzip(source, partial)
             with self._lock:
                 final = f"{job.name}.gz"
                 # Renamed only once complete and on disk: a .gz always holds the whole file.
                 os.rename(self.path / partial.name, self.path / final)
-                del self._entries[partial.name]
-                self._entries[final] = _Entry(
-                    final, job.base, job.seq, job.closed_at, partial.size, "archive"
-                )
+                self._used -= self._entries.pop(partial.name).size
+                self._add(_Entry(final, job.base, job.seq, job.closed_at, partial.size, "archive"))
                 job.state = "doomed"  # the .gz has it all now; delete, retrying if held
                 self._delete(job)
                 self._changed.notify_all()

@@ -34,6 +34,7 @@ INDEX_NAME = "errors"
 INDEX_SUFFIX = ".jsonl"
 RESERVED_FIELDS = frozenset({"timestamp", "time", "source", "level", "message"})
 _MAX_PASSES = 50
+_HOLE_PASSES = 5
 
 
 def normalise_level(level: str | int) -> int:
@@ -92,24 +93,60 @@ class ErrorIndex:
 
 def read_errors_since(directory: Path, since: float) -> list[dict[str, Any]]:
     """Entries with ``timestamp > since``, oldest first, from the active index and its
-    archives. Safe to call while the keeper writes, rotates and compresses the index."""
+    archives. Safe to call while the keeper writes, rotates and compresses the index.
+
+    A directory cannot be listed atomically: a file renamed while it is listed (a .gz
+    appearing as its source goes) may be missing from that listing. So the reader does
+    not trust one listing. It notes which file is active, lists, reads every archive it
+    has not read yet, then reads the active file. It is done when the active file is
+    still the one it noted, no newer archive has appeared, and the archive numbers it
+    read have no hole; otherwise it reads only what is new (archives never change) and
+    checks again. A hole that stays is a file the cap deleted. If the index rotates
+    faster than it can be read, the newest entries are left for the next call (whose
+    ``since`` will ask for them): the result never has a gap.
+    """
     directory = Path(directory)
-    entries: list[dict[str, Any]] = []
-    tail: list[dict[str, Any]] = []
-    last_seq = -1
+    read: dict[int, list[dict[str, Any]]] = {}
+    hole_passes = 0
+    noted = _identity(directory / (INDEX_NAME + INDEX_SUFFIX))
+    found = _archives(directory)
     for _ in range(_MAX_PASSES):
+        for seq in sorted(found):
+            if seq not in read:
+                read[seq] = _read_archive(directory, found[seq], since)
+        tail, got = _read_active(directory, since)
+        # Noted before the next listing, so that listing can serve the next pass.
+        now_active = _identity(directory / (INDEX_NAME + INDEX_SUFFIX))
         found = _archives(directory)
-        for seq in sorted(s for s in found if s > last_seq):
-            entries.extend(_read_archive(directory, found[seq], since))
-            last_seq = seq
-        tail = list(_read_active(directory, since))
-        # If the active file rotated while (or before) we read it, what we read may be
-        # the newer file or part of the archive it became: drop it, read the new
-        # archives, then the active file again. Archives never change, so only the new
-        # ones are read on the next pass.
-        if max(_archives(directory), default=-1) <= last_seq:
+        if got is None or noted is None:
+            # No active file, or caught between a rotation's rename and its reopen.
+            same = got is None and noted is None
+        else:
+            # The same file (device, inode) that only grew: not a new file that reuses
+            # the inode number of a deleted one.
+            same = got[:2] == noted[:2] and got[2] >= noted[2]
+        noted = now_active
+        if not same or max(found, default=-1) > max(read, default=-1):
+            continue
+        if read and len(read) != max(read) - min(read) + 1 and hole_passes < _HOLE_PASSES:
+            hole_passes += 1
+            continue
+        return [entry for seq in sorted(read) for entry in read[seq]] + tail
+    # Did not settle: the archives without a hole, oldest first, and nothing newer.
+    entries: list[dict[str, Any]] = []
+    for seq in range(min(read, default=0), max(read, default=-1) + 1):
+        if seq not in read:
             break
-    return entries + tail
+        entries.extend(read[seq])
+    return entries
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size)
 
 
 def _archives(directory: Path) -> dict[int, list[str]]:
@@ -147,14 +184,18 @@ def _read_archive(directory: Path, forms: list[str], since: float) -> list[dict[
     return []
 
 
-def _read_active(directory: Path, since: float) -> Iterator[dict[str, Any]]:
+def _read_active(
+    directory: Path, since: float
+) -> tuple[list[dict[str, Any]], tuple[int, int, int] | None]:
+    """Entries of the active file and the identity of the file actually read."""
     try:
-        lines = list(_lines(directory / (INDEX_NAME + INDEX_SUFFIX), gz=False))
+        with open(directory / (INDEX_NAME + INDEX_SUFFIX), "rb") as fh:
+            lines = fh.readlines()
+            st = os.fstat(fh.fileno())
     except FileNotFoundError:
-        return
-    for entry in _entries(lines):
-        if entry["timestamp"] > since:
-            yield entry
+        return [], None
+    entries = [e for e in _entries(lines) if e["timestamp"] > since]
+    return entries, (st.st_dev, st.st_ino, st.st_size)
 
 
 def _lines(path: Path, gz: bool) -> list[bytes]:
