@@ -67,7 +67,8 @@ class ControlPlaneThread:
             admin_token=token,
             ramp_tick=1.0,  # the demo ramps in seconds, not hours
         )
-        self._server = build_server(settings, host, port)
+        # Quiet: the live view owns the terminal.
+        self._server = build_server(settings, host, port, log_level="warning")
         self._thread = threading.Thread(target=self._server.run, name="control-plane", daemon=True)
         self.admin = AdminClient(self.url, token.value)
 

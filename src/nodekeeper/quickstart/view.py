@@ -88,7 +88,7 @@ def _rollout_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _keeper_table(status: dict[str, Any] | None) -> Table:
-    table = Table(title="keeper", title_justify="left", show_header=False, expand=True)
+    table = Table(title="keeper", title_justify="left", show_header=False)
     table.add_column(style="bold", width=18)
     table.add_column()
     if status is None:

@@ -9,7 +9,9 @@ from .fastlane import make_protocol
 from .settings import ServerSettings
 
 
-def build_server(settings: ServerSettings, host: str, port: int) -> uvicorn.Server:
+def build_server(
+    settings: ServerSettings, host: str, port: int, log_level: str = "info"
+) -> uvicorn.Server:
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -17,7 +19,7 @@ def build_server(settings: ServerSettings, host: str, port: int) -> uvicorn.Serv
         host=host,
         port=port,
         access_log=False,  # admin changes are audited in the database; GET / is hot
-        log_level="info",
+        log_level=log_level,
         server_header=False,
         date_header=True,
     )
