@@ -1,6 +1,6 @@
 """Update downtime: how long the node is unreachable while the keeper updates it.
 
-    .venv/bin/python bench/update_downtime.py [--updates 5]
+    .venv/bin/python bench/update_downtime.py [--updates 9]
 
 A real control plane, the reference node (set up in a temporary directory) and a keeper
 process with an ``[update]`` table. Each update publishes the next version and rolls it
@@ -8,10 +8,11 @@ out to 100 %; a poller in this process asks the node's pulse every 2 ms. Downtim
 first pulse answered by the new version − the last pulse answered by the old one (the
 old node answers until its very end, "stopping": true included).
 
-Baseline, measured in the same run with the same poller and the same installed
-versions: the node's own stop plus cold start, done by hand without the keeper (POST
-/shutdown, wait for the process to exit, start the next version, wait for its first
-pulse). Target: keeper downtime / baseline <= 1.2 (median of each).
+Baseline, measured in the same run, interleaved with the updates, with the same kind of
+poller and the same installed versions: the node's own stop plus cold start, done by
+hand without the keeper on a second node (POST /shutdown, wait for the process to exit,
+start the next version at the priority the keeper uses, wait for its first pulse).
+Target: keeper downtime / baseline <= 1.2 (median of each).
 """
 
 from __future__ import annotations
@@ -66,9 +67,11 @@ class Poller:
                     pass
                 time.sleep(0.002)
 
-    def gap(self, old: str, new: str) -> float:
-        last_old = max(t for t, v in self.answers if v == old)
-        first_new = min(t for t, v in self.answers if v == new)
+    def gap(self, old: str, new: str, since: float = 0.0) -> float:
+        """From the last answer of ``old`` to the first of ``new``, both after ``since``."""
+        answers = [(t, v) for t, v in self.answers if t >= since]
+        first_new = min(t for t, v in answers if v == new)
+        last_old = max(t for t, v in answers if v == old and t < first_new)
         return first_new - last_old
 
     def wait_for(self, version: str, timeout: float = 60) -> None:
@@ -80,72 +83,93 @@ class Poller:
         raise SystemExit(f"the node never answered as {version}")
 
 
-def keeper_updates(lab: Lab, count: int) -> list[float]:
+class ManualNode:
+    """The same installed versions run by hand, on a node of its own: stop (POST
+    /shutdown, wait for the exit) then cold start, as the node's own best case. It runs
+    at the priority the keeper gives the node (nice 10 by default), so that the ratio
+    measures the keeper, not the scheduler."""
+
+    def __init__(self, lab: Lab, nice: int) -> None:
+        self.node = setup_node(lab.root / "manual")
+        self.versions = lab.data_dir / "versions" / "storagenode"
+        self.nice = nice
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.version: str | None = None
+        self.poller = Poller(f"{self.node.control_url}/pulse").__enter__()
+
+    def argv(self, version: str) -> list[str]:
+        path = self.versions / version
+        args = ["run", "--config-dir", str(self.node.config_dir)]
+        return run_argv(install_manifest(path), str(path), sys.executable, args)
+
+    def start(self, version: str) -> None:
+        nice = self.nice
+        self.proc = subprocess.Popen(
+            self.argv(version), stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(nice)
+        )
+        self.version = version
+        self.poller.wait_for(version)
+
+    def stop(self) -> None:
+        httpx.post(
+            f"{self.node.control_url}/shutdown",
+            headers={"Authorization": f"Bearer {self.node.token}"},
+            timeout=5,
+        )
+        assert self.proc is not None
+        self.proc.wait(30)
+
+    def swap(self, new: str) -> float:
+        old, since = self.version, time.monotonic()
+        self.stop()
+        self.start(new)
+        assert old is not None
+        return self.poller.gap(old, new, since)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        self.poller.__exit__()
+
+
+def run(lab: Lab, count: int) -> tuple[list[float], list[float]]:
+    """Keeper updates and manual swaps, interleaved so that both see the same load."""
     lab.publish("1.0.0")
     # Probation long enough that a commit never overlaps the next switch's measurement.
     lab.start_keeper(update={"probation_seconds": 1.0, "interval_seconds": 0.5})
     lab.wait_running("1.0.0", timeout=60)
-    gaps = []
+    nice = 10 if lab.settings.get("limits", {}).get("below_normal_priority", True) else 0
+    updates: list[float] = []
+    manual: list[float] = []
+    hand: ManualNode | None = None
     with Poller(f"{lab.node.control_url}/pulse") as poller:
-        for n in range(1, count + 1):
-            old, new = f"1.0.{n - 1}", f"1.0.{n}"
-            lab.release(new)
-            lab.wait_running(new, timeout=60)
-            gaps.append(poller.gap(old, new))
-    return gaps
-
-
-def manual_swaps(lab: Lab, count: int) -> list[float]:
-    """Stop + cold start by hand, on a node of its own, with the keeper's installs."""
-    node = setup_node(lab.root / "manual")
-    versions = lab.data_dir / "versions" / "storagenode"
-    installed = sorted((p for p in versions.iterdir() if "." in p.name), key=lambda p: p.name)
-    argvs = []
-    for path in installed[-2:]:
-        argv = run_argv(
-            install_manifest(path),
-            str(path),
-            sys.executable,
-            ["run", "--config-dir", str(node.config_dir)],
-        )
-        argvs.append((path.name, argv))
-    gaps = []
-    token = node.token
-    with Poller(f"{node.control_url}/pulse") as poller:
-        proc = subprocess.Popen(argvs[0][1], stderr=subprocess.DEVNULL)
-        poller.wait_for(argvs[0][0])
-        for n in range(count):
-            old, new = argvs[n % 2], argvs[(n + 1) % 2]
-            httpx.post(
-                f"{node.control_url}/shutdown",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=5,
-            )
-            proc.wait(30)
-            proc = subprocess.Popen(new[1], stderr=subprocess.DEVNULL)
-            poller.wait_for(new[0])
-            gaps.append(poller.gap(old[0], new[0]))
-            time.sleep(0.3)
-        httpx.post(
-            f"{node.control_url}/shutdown", headers={"Authorization": f"Bearer {token}"}, timeout=5
-        )
-        proc.wait(30)
-    return gaps
+        try:
+            for n in range(1, count + 1):
+                old, new = f"1.0.{n - 1}", f"1.0.{n}"
+                since = time.monotonic()
+                lab.release(new)
+                lab.wait_running(new, timeout=60)
+                updates.append(poller.gap(old, new, since))
+                if hand is None:
+                    hand = ManualNode(lab, nice)
+                    hand.start(old)
+                manual.append(hand.swap(new))
+        finally:
+            if hand is not None:
+                hand.close()
+    return updates, manual
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--updates", type=int, default=5)
+    parser.add_argument("--updates", type=int, default=9)
     args = parser.parse_args()
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(name, None)
     with tempfile.TemporaryDirectory(prefix="nk-downtime-") as tmp:
         lab = Lab(Path(tmp))
         try:
-            updates = keeper_updates(lab, args.updates)
-            for keeper in lab.keepers:
-                keeper.stop()
-            manual = manual_swaps(lab, args.updates)
+            updates, manual = run(lab, args.updates)
         finally:
             lab.close()
     ms = lambda xs: ", ".join(f"{x * 1000:.0f}" for x in xs)  # noqa: E731

@@ -167,6 +167,11 @@ class UpdateCycle:
 
     async def _act(self, announcement: Announcement) -> None:
         machine = self.machine
+        if machine.state.inflight is not None:
+            # An earlier cycle's update stopped half-way on an unexpected error: finish or
+            # undo it first; never start another update over it.
+            await machine.resume()
+            return
         state = machine.state
         process = machine.settings.process
         if state.current is not None and needs_setup(self.node.observe()):

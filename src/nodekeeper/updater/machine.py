@@ -90,6 +90,9 @@ class Node(Protocol):
 
     def set_command(self, argv: list[str] | None) -> None: ...
 
+    @property
+    def command(self) -> list[str] | None: ...
+
     async def switch(self, argv: list[str]) -> int: ...
 
     @property
@@ -274,6 +277,23 @@ class UpdateMachine:
         self.recovery = recovery
         return recovery
 
+    async def resume(self) -> None:
+        """Finish an update that an unexpected error (a journal write refused by a full
+        disk, a bug) left in flight in this process: the same decisions as at start-up,
+        with a switch when the node runs something else than the recovered version."""
+        original = self.state.inflight
+        recovery = plan_recovery(self.state, self.retention.installed(self.settings.process))
+        log.warning("resuming an interrupted update: %s", recovery.note)
+        if recovery.state != self.state:
+            self._write(recovery.state)
+        if recovery.action is Action.ABANDON and original is not None:
+            self.resumable = original.plan
+        wanted = self.argv_for(recovery.run_version) if recovery.run_version else None
+        if wanted is not None and wanted != self.node.command:
+            await self.node.switch(wanted)
+        self.recovery = recovery
+        await self.finish_recovery()
+
     async def finish_recovery(self) -> None:
         """Finish the step the keeper was killed in (the supervisor runs by now)."""
         recovery, self.recovery = self.recovery, None
@@ -408,7 +428,7 @@ class UpdateMachine:
             inflight.schema_before, schema_seen, has_previous=inflight.from_version is not None
         )
         if decision is AfterFailure.HOLD:
-            return self._hold(failure)
+            return await self._hold(failure)
         return await self._rollback(failure)
 
     async def _watch_probation(
@@ -487,7 +507,7 @@ class UpdateMachine:
                         schema_before=inflight.failure.schema_before,
                         schema_after=inflight.failure.schema_after,
                     )
-                    return self._hold(failure, switch_back=True)
+                    return await self._hold(failure, switch_back=True)
                 break
             if view.generation >= generation and view.state == "running":
                 break
@@ -514,14 +534,13 @@ class UpdateMachine:
         self.sweep()
         return "rolled-back"
 
-    def _hold(self, failure: Failure, switch_back: bool = False) -> str:
+    async def _hold(self, failure: Failure, switch_back: bool = False) -> str:
         self._enter(Step.HOLD, failure=failure)
         if switch_back:
             inflight = self.state.inflight
             assert inflight is not None
-            # Fire and forget within this call: the supervisor starts the new version
-            # again at once; it keeps restarting it under backoff from then on.
-            asyncio.get_running_loop().create_task(self.node.switch(self.argv_for(inflight.target)))
+            # Back to the new version; the supervisor keeps restarting it under backoff.
+            await self.node.switch(self.argv_for(inflight.target))
         return self._finish_hold()
 
     def _finish_hold(self) -> str:
