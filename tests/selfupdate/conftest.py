@@ -169,10 +169,10 @@ class LauncherProcess:
             cmdline = child.cmdline()
         except psutil.NoSuchProcess:
             return None
-        if "-m" in cmdline:
-            return "runtime"
-        install_dir = Path(cmdline[cmdline.index("-c") + 2])
-        return install_dir.name
+        # Between fork and exec the child still shows the launcher's command line.
+        if "-c" in cmdline and len(cmdline) > cmdline.index("-c") + 2:
+            return Path(cmdline[cmdline.index("-c") + 2]).name
+        return "runtime" if "nodekeeper.launched" in cmdline else None
 
     def wait_running(self, version: str, timeout: float = 30) -> psutil.Process:
         """Until the keeper of ``version`` runs and its status API answers."""

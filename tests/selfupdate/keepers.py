@@ -45,6 +45,15 @@ import time
 KIND = {kind!r}
 
 
+def stop_self():
+    """The keeper's own stop signal: SIGTERM on POSIX; on Windows (no SIGTERM: os.kill
+    would terminate) the SIGINT handler the keeper installs there."""
+    if os.name == "nt":
+        signal.raise_signal(signal.SIGINT)
+    else:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def watch_trigger(path):
     """Stand-in for the update machine: hand over when the test drops the trigger file."""
     from nodekeeper import selfupdate
@@ -61,7 +70,7 @@ def watch_trigger(path):
             selfupdate.hand_over(
                 request["install_dir"],
                 request["version"],
-                shutdown=lambda: os.kill(os.getpid(), signal.SIGTERM),
+                shutdown=stop_self,
             )
             result = {{"ok": True}}
         except selfupdate.SelfUpdateError as exc:
