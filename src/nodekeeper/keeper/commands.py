@@ -108,18 +108,26 @@ async def serve(config: KeeperConfig, supervisor: Any) -> None:
 class _Updating:
     """The updater's parts in the keeper process: reporter, state machine, check loop."""
 
-    def __init__(self, supervisor: Any, reporter: Any, cycle: Any) -> None:
+    def __init__(self, supervisor: Any, reporter: Any, cycle: Any, self_cycle: Any) -> None:
         self.supervisor = supervisor
         self.reporter = reporter
         self.cycle = cycle
+        # The keeper's own update loop (nodekeeper.selfupdater); None unless started by
+        # nodekeeper-launcher.
+        self.self_cycle = self_cycle
 
     def start(self) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(self.reporter.run()), asyncio.create_task(self.cycle.run())]
+        tasks = [asyncio.create_task(self.reporter.run()), asyncio.create_task(self.cycle.run())]
+        if self.self_cycle is not None:
+            tasks.append(asyncio.create_task(self.self_cycle.run()))
+        return tasks
 
     def snapshot(self) -> dict[str, Any]:
         data = self.supervisor.snapshot()
         data["update"] = self.cycle.snapshot()
         data["reports"] = self.reporter.snapshot()
+        if self.self_cycle is not None:
+            data["self_update"] = self.self_cycle.snapshot()
         return data
 
 
@@ -190,7 +198,9 @@ def _updating(config: KeeperConfig, supervisor: Any) -> _Updating:
         reports=reporter,
         client_factory=lambda: _client(settings),
     )
-    return _Updating(supervisor, reporter, cycle)
+    from nodekeeper.selfupdater import self_update_cycle
+
+    return _Updating(supervisor, reporter, cycle, self_update_cycle(config, supervisor, reporter))
 
 
 def _client(settings: Any) -> Any:
