@@ -8,7 +8,7 @@ module ``nodekeeper_fixture`` (shipped in the zip) wraps the real ``nodekeeper.l
   ``nodekeeper.selfupdate.hand_over`` with what the file says and writes the result next
   to it (``<trigger>.result``). With ``$NODEKEEPER_TEST_WIRE_SELF_UPDATE`` set it instead
   adds ``nodekeeper.selfupdater.self_update_cycle`` to the keeper's ``[update]`` wiring
-  (the lines ``keeper.commands._updating`` does not have yet);
+  unless ``keeper.commands._updating`` has it already (``_Updating.self_cycle``);
 - ``exit_at_start``: exits 3 at once, before the keeper starts;
 - ``silent``: the real keeper whose status API accepts connections and never answers;
 - ``broken_version``: ``version`` prints nothing and exits 1 (fails preflight).
@@ -90,6 +90,8 @@ def wire_self_update():
 
     def updating(config, supervisor):
         parts = original(config, supervisor)
+        if hasattr(parts, "self_cycle"):  # the keeper is wired already: nothing to add
+            return parts
         cycle = selfupdater.self_update_cycle(config, supervisor, parts.reporter)
         start, snapshot = parts.start, parts.snapshot
         parts.start = lambda: [*start(), asyncio.create_task(cycle.run())]

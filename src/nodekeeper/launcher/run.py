@@ -52,7 +52,12 @@ class Launcher:
 
     def run(self) -> int:
         s = self.settings
-        s.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            s.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # A keeper must run even so; without a state file it is the committed one
+            # (or the runtime's), and hand-overs are refused until the file can be written.
+            log.error("cannot create %s: %s", s.state_dir, exc)
         statefile.remove_temp_files(s.state_dir)
         # A request is only valid with the exit code that goes with it; one left over from
         # a launcher that died in between is stale (the keeper asks again next cycle).
