@@ -9,10 +9,10 @@ own steps, and a different second half:
     → selfupdate.hand_over → the launcher's probation, commit or fallback
 
 :class:`SelfUpdater` does one update, :class:`SelfUpdateCycle` checks on the updater's
-schedule (same jitter, backoff, ETag as the node's). There is no journal here: every step before
-the hand-over is redone or re-verified on the next cycle (a verified zip is re-hashed,
-an install is replaced), and from the hand-over on the launcher's state file is the
-record. :func:`self_update_cycle` builds it for the keeper's wiring.
+schedule (same jitter, backoff and ETag as the node's). There is no journal here: every
+step before the hand-over is redone or re-verified on the next cycle (a verified zip is
+re-hashed, an install is replaced), and from the hand-over on the launcher's state file
+is the record. :func:`self_update_cycle` builds both for the keeper's wiring.
 
 Downloads go to ``downloads/nodekeeper/``: the node's retention deletes every *file* in
 ``downloads/`` but the node's own, and leaves sub-directories alone.
@@ -44,7 +44,6 @@ class SelfUpdateSettings:
     python: str = sys.executable
     preflight_timeout_seconds: float = 30.0
     download_settings: Any = None  # updater.download.DownloadSettings; None: defaults
-    process: str = PROCESS
 
     @property
     def downloads(self) -> Path:
