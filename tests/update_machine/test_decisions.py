@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nodekeeper.keeper.commands import update_rows
 from nodekeeper.updater.cycle import (
     HEARTBEAT_SECONDS,
     CycleSettings,
@@ -453,3 +454,32 @@ def test_crash_hook_is_inert_unless_named() -> None:
     other = CrashHook("commit")
     other.after(Step.DOWNLOAD)
     other.before(Step.COMMIT)  # "commit" is after the journal write, not before
+
+
+# -- status table --------------------------------------------------------------------------
+
+
+def test_status_rows_flag_a_hold_first() -> None:
+    update = {
+        "current": "1.1.0",
+        "previous": "1.0.0",
+        "held": {"version": "1.1.0", "message": "migration ran"},
+        "step": None,
+        "target": None,
+        "failed": ["1.1.0"],
+        "last_outcome": {"outcome": "held", "message": "HELD on storagenode 1.1.0"},
+        "next_check_in": 61.0,
+    }
+    rows = dict(update_rows(update))
+    assert next(iter(rows)) == "UPDATE HELD"
+    assert rows["UPDATE HELD"] == "on 1.1.0: migration ran"
+    assert rows["installed"] == "1.1.0 (previous 1.0.0)"
+    assert rows["failed versions"] == "1.1.0"
+    assert rows["next check in"] == "00:01:01"
+    assert update_rows(None) == []
+    idle = {**update, "held": None, "failed": [], "last_outcome": None, "next_check_in": None}
+    idle.update(current=None, previous=None, step="download", target="1.0.0")
+    assert update_rows(idle) == [
+        ("installed", "nothing installed"),
+        ("updating", "to 1.0.0: download"),
+    ]

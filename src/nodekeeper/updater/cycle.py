@@ -244,7 +244,7 @@ class UpdateCycle:
         else:
             log.info("update check failed (%d in a row): %s", self.failures, exc)
         if self.failures == 1:
-            self.machine.note_error(exc.kind, f"update check failed: {exc}")
+            self.machine.note_error(exc.kind, f"update check failed: {exc}", logged=True)
 
     def _once(self, key: str, message: str, error: UpdateError | None = None) -> None:
         """Say something that holds until the situation changes once, not every cycle."""

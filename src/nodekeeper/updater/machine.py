@@ -273,9 +273,24 @@ class UpdateMachine:
         self.state = recovery.state
         if recovery.state != stored:
             self._write(recovery.state)
-        self.node.set_command(self.argv_for(recovery.run_version) if recovery.run_version else None)
+        self.node.set_command(self._startable(recovery.run_version, state))
         self.recovery = recovery
         return recovery
+
+    def _startable(self, version: str | None, state: UpdateState) -> list[str] | None:
+        """The command for ``version``; if its install cannot be read (a damaged
+        manifest), the first other kept version that can, so the keeper always starts."""
+        candidates = [version, state.current, state.previous]
+        for candidate in dict.fromkeys(v for v in candidates if v):
+            try:
+                return self.argv_for(candidate)
+            except (OSError, ValueError) as exc:
+                self._problem(
+                    "install_unreadable",
+                    f"cannot run {self.settings.process} {candidate}: its install is "
+                    f"unreadable ({exc}); the next cycle installs a version again",
+                )
+        return None
 
     async def resume(self) -> None:
         """Finish an update that an unexpected error (a journal write refused by a full
@@ -652,12 +667,14 @@ class UpdateMachine:
         report_kind: str | None = None,
         version: str | None = None,
         target: str | None = None,
+        logged: bool = False,
         **details: Any,
     ) -> None:
         """A failure: keeper log (WARNING, so the log handler does not index it twice),
         one error-index entry with structured fields, and a report when it is one the
         control plane counts."""
-        log.warning(message)
+        if not logged:
+            log.warning(message)
         self.last_error = {"kind": kind, "message": message, "at": self.clock()}
         if self.errors is not None:
             try:
@@ -674,10 +691,11 @@ class UpdateMachine:
         if report_kind is not None:
             self._report(report_kind, message, version=version, target=target, **details)
 
-    def note_error(self, kind: str, message: str) -> None:
-        """A problem outside an update (a failed check, a missing artifact): logged and
-        indexed, not reported (the control plane is the one that failed, or knows)."""
-        self._problem(kind, message)
+    def note_error(self, kind: str, message: str, *, logged: bool = False) -> None:
+        """A problem outside an update (a failed check, a missing artifact): logged
+        (unless the caller did) and indexed, not reported (the control plane is the one
+        that failed, or knows)."""
+        self._problem(kind, message, logged=logged)
 
     def _report(
         self, kind: str, message: str, *, version: str | None, target: str | None, **details: Any
