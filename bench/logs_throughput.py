@@ -15,8 +15,10 @@
    pace (~50 000 lines/s) for long enough that the file rotates and the 10 MB it left
    behind is gzipped on the compressor thread; every write is timed, five rotations.
    Target: worst <= 5 ms. The standard library's handler is measured the same way as
-   a reference (its rotation renames synchronously and compresses nothing). The
-   garbage collector is off while timing: its pauses belong to the program.
+   a reference (its rotation renames synchronously and compresses nothing), and so is a
+   call that does nothing ("null"): the pauses the machine itself inflicts (other
+   tenants, the scheduler) at the same pace. The garbage collector is off while timing:
+   its pauses belong to the program.
 3. For information, the same in a tight loop (80 MB as fast as possible), where the
    kernel's dirty-page throttling and the other tenants of the machine dominate.
 """
@@ -111,7 +113,11 @@ class Target:
     """One log under test: how to write, how big its active file is, how to close."""
 
     def __init__(self, kind: str, directory: Path) -> None:
-        if kind == "ours":
+        if kind == "null":  # no I/O at all: what the machine itself adds to a call
+            self.write = lambda line: None
+            self.size = lambda: MAX_BYTES  # never fills, never rotates
+            self.close = lambda: None
+        elif kind == "ours":
             log = RotatingLog(directory, "storagenode", settings())
             self.write: Callable[[str], None] = log.write
             self.size: Callable[[], int] = lambda: log.file.size
@@ -243,7 +249,7 @@ def main() -> int:
         "\nwrite latency at a node-like pace (~50 000 lines/s), across each rotation and"
         " the compression that follows it:"
     )
-    paced = {kind: measure_paced(kind, args.rotations) for kind in ("ours", "stdlib")}
+    paced = {kind: measure_paced(kind, args.rotations) for kind in ("ours", "stdlib", "null")}
     for kind, r in paced.items():
         show(kind, r)
     worst = paced["ours"]["worst_ms"]
