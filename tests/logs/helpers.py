@@ -63,10 +63,10 @@ def snapshot(directory: Path, active_names: set[str], attempts: int = 50) -> Sna
     """Sizes of the directory at one consistent moment, or None if it never held still.
 
     A directory cannot be read atomically: list, stat every file, list again, and keep
-    the reading only if no file appeared, vanished or was renamed in between (files
-    only grow otherwise, so the sum is then a true upper bound of one instant... the
-    sizes read are those of the moment of the last stat or later for growing files,
-    never a mix of a deleted file and its replacement).
+    the reading only if no file appeared, vanished or was renamed in between. Then no
+    deleted file was counted beside its replacement, and the only changes during the
+    reading were files growing, so each size read is no larger than at the moment of
+    the last stat: the sum is a size the directory really reached.
     """
     for _ in range(attempts):
         before = sorted(os.listdir(directory))
