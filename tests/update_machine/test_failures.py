@@ -227,3 +227,30 @@ def test_node_not_configured_no_update_loop(tmp_path: Path) -> None:
         lab.wait_running("1.0.1", timeout=40)
     finally:
         lab.close()
+
+
+def test_journal_that_cannot_be_written_never_stacks_updates(
+    lab: Lab, immutable: list[Path]
+) -> None:
+    """The state dir refuses writes (immutable) while the new version is on probation:
+    the commit cannot be journaled. The node stays on the new version, no second update
+    starts over the first, and once the dir is writable again the commit completes."""
+    lab.publish("1.0.0")
+    lab.start_keeper(update={"probation_seconds": 2.0})
+    lab.wait_running("1.0.0")
+    lab.release("1.0.1")
+    lab.wait(lambda: ((lab.journal() or {}).get("inflight") or {}).get("step") == "probation", 30)
+    state_dir = lab.data_dir / "state"
+    assert _chattr("+i", state_dir)
+    immutable.append(state_dir)
+    lab.wait(lambda: "resuming an interrupted update" in lab.log_text(), 20, "a resume")
+    time.sleep(1.5)
+    [entry] = [e for e in lab.error_index() if e.get("reason") == "journal_write_failed"]
+    assert "cannot write the update journal" in entry["message"]
+    assert "Traceback" not in lab.log_text()
+    assert lab.journal()["inflight"]["step"] == "probation"  # nothing could be written
+    assert lab.log_text().count("→ 1.0.1") == 1  # never a second update over the first
+    assert lab.pulse()["version"] == "1.0.1"
+    _chattr("-i", state_dir)
+    lab.wait_running("1.0.1")
+    assert lab.journal()["previous"] == "1.0.0"

@@ -27,7 +27,7 @@ from nodekeeper.version.nodeid import parse_node_id
 from nodekeeper.version.schema import Announcement, Rollout
 
 from .errors import CheckFailed, IdentityUnavailable, NoArtifact, UpdateError
-from .machine import UpdateMachine
+from .machine import JournalWriteFailed, UpdateMachine
 from .plan import NoUpdate, UpdatePlan, plan_update
 from .schedule import CheckTiming, first_delay, next_delay
 
@@ -142,6 +142,8 @@ class UpdateCycle:
             self.checks += 1
             try:
                 await self._act(fetched.announcement)
+            except JournalWriteFailed as exc:
+                self._once(f"journal:{exc}", str(exc), error=exc)
             except Exception:
                 # A bug must not end the loop that keeps the node up to date.
                 log.exception("update cycle failed unexpectedly; trying again next cycle")
@@ -207,6 +209,7 @@ class UpdateCycle:
                 self._once(f"skipped:{decision.skipped_failed}", decision.reason)
             else:
                 log.debug("no update: %s", decision.reason)
+            self._said = {k for k in self._said if not k.startswith("journal:")}
             return
         assert isinstance(decision, UpdatePlan)
         await machine.run(decision)

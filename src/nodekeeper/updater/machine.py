@@ -82,6 +82,13 @@ log = logging.getLogger("nodekeeper.updater")
 CRASH_ENV = "NODEKEEPER_TEST_CRASH_AT"
 
 
+class JournalWriteFailed(UpdateError):
+    """``state/update.json`` cannot be written (full or read-only disk, an immutable
+    dir). The step it was to record has not begun; the update waits for the next cycle."""
+
+    kind = "journal_write_failed"
+
+
 # -- what the machine drives ---------------------------------------------------------------
 
 
@@ -361,6 +368,8 @@ class UpdateMachine:
                 timeout=self.settings.preflight_timeout_seconds,
             )
             new_argv = self.argv_for(plan.version)
+        except JournalWriteFailed:
+            raise  # nothing can be recorded: the cycle says so and retries
         except UpdateError as exc:
             return self._fail_before_switch(exc)
         view = self.node.observe()
@@ -632,7 +641,13 @@ class UpdateMachine:
         self.crash.after(step)
 
     def _write(self, state: UpdateState) -> None:
-        self.journal.write(state)
+        try:
+            self.journal.write(state)
+        except OSError as exc:
+            raise JournalWriteFailed(
+                f"cannot write the update journal {self.journal.path}: "
+                f"{exc.strerror or exc}; the update waits, the keeper tries again next cycle"
+            ) from exc
         self.state = state
 
     def sweep(self) -> None:

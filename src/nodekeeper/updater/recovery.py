@@ -69,7 +69,7 @@ def plan_recovery(state: UpdateState, installed: Iterable[str]) -> Recovery:
             Action.ABANDON,
             run,
             abandon(state),
-            f"the keeper stopped during {step.value} of {inflight.target}; the node never "
+            f"the update to {inflight.target} stopped during {step.value}; the node never "
             f"left {state.current or 'nothing'}; the next cycle resumes the update",
         )
     if step is Step.ROLLBACK:
@@ -78,7 +78,7 @@ def plan_recovery(state: UpdateState, installed: Iterable[str]) -> Recovery:
             Action.FINISH_ROLLBACK,
             run,
             state,
-            f"the keeper stopped while rolling back from {inflight.target}; finishing it",
+            f"the rollback from {inflight.target} was interrupted; finishing it",
         )
     if inflight.target not in have:
         # Cannot happen unless someone deleted the install: the switch comes only after
@@ -96,14 +96,14 @@ def plan_recovery(state: UpdateState, installed: Iterable[str]) -> Recovery:
             Action.RESUME_PROBATION,
             inflight.target,
             replace(state, inflight=replace(inflight, step=Step.PROBATION)),
-            f"the keeper stopped during {step.value} to {inflight.target}; running it and "
+            f"the update to {inflight.target} stopped during {step.value}; running it and "
             "starting its probation again",
         )
     return Recovery(
         _FINISH[step],
         inflight.target,
         state,
-        f"the keeper stopped during {step.value} of {inflight.target}; finishing it",
+        f"the update to {inflight.target} stopped during {step.value}; finishing it",
     )
 
 
