@@ -207,3 +207,46 @@ def _describe(directory: Path) -> str:
         lines = read_file(p).splitlines()
         parts.append(f"{p.name}: {len(lines)} lines {lines[0][:6]!r}..{lines[-1][:6]!r}")
     return "\n".join(parts)
+
+
+def test_lines_wait_in_memory_while_the_file_cannot_be_written(tmp_path, flags):
+    """The active file refuses even writes and reopening (``chattr +i`` on it): lines
+    wait in memory, in order, and reach the file once it can be opened again; beyond
+    the memory bound the oldest are dropped and counted, never silently."""
+    settings = LogSettings(max_file_size="1MiB", total_cap="16MiB")
+    f = RotatingFile(tmp_path, "node", ".log", settings)
+    active = tmp_path / "node.log"
+    f.write(line(0))
+    flags.set("i", active)
+    for i in range(1, 500):
+        f.write(line(i))
+    assert active.read_bytes() == line(0)
+    assert f.dropped_lines == 0
+    flags.clear("i", active)
+    deadline = time.monotonic() + 10
+    i = 500
+    while active.stat().st_size == len(line(0)):  # reopened after about a second
+        assert time.monotonic() < deadline, "the file was never reopened"
+        f.write(line(i))
+        i += 1
+        time.sleep(0.01)
+    f.close(timeout=None)
+    assert all_lines(tmp_path, "node") == [line(k).rstrip() for k in range(i)]
+
+
+def test_memory_for_waiting_lines_is_bounded(tmp_path, flags):
+    from nodekeeper.logs.rotating import BACKLOG_LIMIT
+
+    f = RotatingFile(tmp_path, "node", ".log", LogSettings())
+    active = tmp_path / "node.log"
+    f.write(line(0))
+    flags.set("i", active)
+    n = BACKLOG_LIMIT // len(line(0)) + 1000
+    for i in range(1, n):
+        f.write(line(i))
+    flags.clear("i", active)
+    f.close(timeout=None)  # closing writes what waits
+    got = all_lines(tmp_path, "node")
+    assert f.dropped_lines == n - len(got) > 0
+    assert got[0] == line(0).rstrip()
+    assert got[1:] == [line(k).rstrip() for k in range(n - len(got) + 1, n)]

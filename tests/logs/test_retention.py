@@ -97,3 +97,25 @@ def test_cap_holds_when_compression_fails(tmp_path):
     got = all_lines(tmp_path, "node")
     assert got == [x.rstrip() for x in lines[-len(got) :]]
     f.close(timeout=None)
+
+
+def test_retention_runs_without_writes(tmp_path, monkeypatch):
+    """The compressor thread applies retention on its own every minute (here every
+    50 ms), so a log that went quiet still loses its old archives."""
+    from nodekeeper.logs import directory
+
+    monkeypatch.setattr(directory, "MAINTENANCE_INTERVAL", 0.05)
+    clock = FakeClock(NOON)
+    log = RotatingLog(tmp_path, "node", LogSettings(retention="1d"), clock=clock)
+    log.write("yesterday")
+    clock.advance(DAY)
+    log.write("today")  # rotates "yesterday" away
+    assert log.file.directory.wait_idle()
+    assert len(archives(tmp_path, "node")) == 1
+    clock.advance(DAY + 1)  # its newest line is now older than a day
+    deadline = time.monotonic() + 10
+    while archives(tmp_path, "node"):
+        assert time.monotonic() < deadline, "retention never ran"
+        time.sleep(0.02)
+    assert "today" in (tmp_path / "node.log").read_text()
+    log.close()
