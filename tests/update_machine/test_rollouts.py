@@ -49,13 +49,17 @@ def test_new_version_fails_to_start_rolls_back_and_is_not_retried(lab: Lab) -> N
 
 
 def test_failure_after_a_migration_holds_on_the_new_version(lab: Lab) -> None:
+    # The keeper is also killed the instant the hold is journaled; the next one finishes it.
+    keeper = lab.start_keeper(env={"NODEKEEPER_TEST_CRASH_AT": "hold"})
     lab.publish("1.0.0")
-    lab.start_keeper()
     lab.wait_running("1.0.0")
     schema = lab.pulse()["schema_version"]
     lab.put_piece("p1", b"b" * 4000)
     # Migrates (schema + 1), answers its pulse, then hangs: the supervisor kills it.
     lab.release("1.0.1", "hang_after_start", extra_migration=1, hang_after=0.3, ignore_stop=False)
+    assert keeper.proc.wait(60) == -9
+    assert lab.journal()["inflight"]["step"] == "hold"
+    lab.start_keeper()
     journal = lab.wait(
         lambda: (j := lab.journal()) and j["held"] and not j["inflight"] and j, 40, "a hold"
     )
