@@ -84,3 +84,51 @@ def test_control_plane_announces_a_keeper_and_it_updates_itself(
         wait_for(committed_report, 15, "the update_succeeded report")
         # 1.1.0 is what it announces as current: no second hand-over.
         assert launcher.log.count("self-update: starting keeper") == 1
+
+
+def test_a_keeper_release_that_fails_preflight_is_never_handed_over(
+    tmp_path: Path, launchers: Callable[..., LauncherProcess]
+) -> None:
+    """The release cannot say its version: the keeper stays up on 1.0.0 (the node is never
+    stopped for it), reports the failure, and does not download it again next cycle."""
+    site = make_site(tmp_path)
+    platform = this_platform()
+    old_zip = build_keeper("good", "1.0.0", tmp_path / "releases")
+    broken_zip = build_keeper("broken_version", "1.1.0", tmp_path / "releases")
+    install(old_zip, site.versions_dir)
+    site.set_state(State(current="1.0.0"))
+
+    with ControlPlane(tmp_path / "cp") as cp:
+        admin = AdminClient(cp.url, TOKEN)
+        admin.publish("nodekeeper", "1.0.0", {platform: str(old_zip)})
+        admin.publish("nodekeeper", "1.1.0", {platform: str(broken_zip)})
+        cp.cli("minimum", "set", "nodekeeper", "1.1.0")
+        config = site.config.read_text() + tomli_w.dumps(
+            {
+                "update": {
+                    "server": cp.url,
+                    "interval_seconds": 0.5,
+                    "jitter": 0.1,
+                    "first_check": "now",
+                }
+            }
+        )
+        site.config.write_text(config)
+        launcher = launchers(site, env={WIRE_ENV: "1"})
+        keeper = launcher.wait_running("1.0.0")
+        keeper_log = site.data_dir / "logs" / "keeper.log"
+        wait_for(
+            lambda: (
+                "failed before; waiting for a newer" in keeper_log.read_text()
+                or "failed on this node before" in keeper_log.read_text()
+            ),
+            30,
+            "the failed version skipped on a later cycle",
+        )
+        text = keeper_log.read_text()
+        assert text.count("updating the keeper 1.0.0 → 1.1.0") == 1
+        assert "keeper self-update to 1.1.0 failed" in text
+        assert launcher.keeper() is not None and launcher.keeper().pid == keeper.pid
+        assert "self-update: starting" not in launcher.log  # the launcher never heard of it
+        assert site.state() == State(current="1.0.0")
+        assert not (site.versions_dir / "1.1.0").exists()
