@@ -6,9 +6,7 @@ module ``nodekeeper_fixture`` (shipped in the zip) wraps the real ``nodekeeper.l
 - ``good``: the real keeper, plus a thread that stands in for the update machine: when the
   file named by ``$NODEKEEPER_TEST_TRIGGER`` appears it calls
   ``nodekeeper.selfupdate.hand_over`` with what the file says and writes the result next
-  to it (``<trigger>.result``). With ``$NODEKEEPER_TEST_WIRE_SELF_UPDATE`` set it instead
-  adds ``nodekeeper.selfupdater.self_update_cycle`` to the keeper's ``[update]`` wiring
-  unless ``keeper.commands._updating`` has it already (``_Updating.self_cycle``);
+  to it (``<trigger>.result``);
 - ``exit_at_start``: exits 3 at once, before the keeper starts;
 - ``silent``: the real keeper whose status API accepts connections and never answers;
 - ``broken_version``: ``version`` prints nothing and exits 1 (fails preflight).
@@ -28,7 +26,6 @@ from nodekeeper.version.manifest import MANIFEST_NAME, manifest_for_zip
 
 ENTRY_MODULE = "nodekeeper_fixture"
 TRIGGER_ENV = "NODEKEEPER_TEST_TRIGGER"
-WIRE_ENV = "NODEKEEPER_TEST_WIRE_SELF_UPDATE"
 KINDS = ("good", "exit_at_start", "silent", "broken_version")
 
 _ENTRY = '''\
@@ -80,27 +77,6 @@ def watch_trigger(path):
         os.replace(path + ".result.tmp", path + ".result")
 
 
-def wire_self_update():
-    """What keeper.commands._updating will do: run the keeper's own check beside the
-    node's, with the same reporter, and show it in the status."""
-    from nodekeeper import selfupdater
-    from nodekeeper.keeper import commands
-
-    original = commands._updating
-
-    def updating(config, supervisor):
-        parts = original(config, supervisor)
-        if hasattr(parts, "self_cycle"):  # the keeper is wired already: nothing to add
-            return parts
-        cycle = selfupdater.self_update_cycle(config, supervisor, parts.reporter)
-        start, snapshot = parts.start, parts.snapshot
-        parts.start = lambda: [*start(), asyncio.create_task(cycle.run())]
-        parts.snapshot = lambda: {{**snapshot(), "self_update": cycle.snapshot()}}
-        return parts
-
-    commands._updating = updating
-
-
 def silence_status_api():
     import nodekeeper.keeper.api as api
 
@@ -121,8 +97,6 @@ def main():
         return 3
     if KIND == "silent":
         silence_status_api()
-    if os.environ.get({wire_env!r}) and KIND == "good":
-        wire_self_update()
     trigger = os.environ.get({trigger_env!r})
     if trigger and KIND == "good":
         threading.Thread(target=watch_trigger, args=(trigger,), daemon=True).start()
@@ -139,7 +113,7 @@ if __name__ == "__main__":
 def build_keeper(kind: str, version: str, out_dir: Path) -> Path:
     if kind not in KINDS:
         raise ValueError(f"unknown fixture kind {kind!r}")
-    source = _ENTRY.format(kind=kind, trigger_env=TRIGGER_ENV, wire_env=WIRE_ENV)
+    source = _ENTRY.format(kind=kind, trigger_env=TRIGGER_ENV)
     return build_artifact(
         version,
         Path(out_dir) / kind,

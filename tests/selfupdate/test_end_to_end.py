@@ -15,7 +15,7 @@ from nodekeeper.launcher.decide import State
 from nodekeeper.server.client import AdminClient
 from nodekeeper.version.platforms import this_platform
 from tests.selfupdate.conftest import PROBATION, LauncherProcess, make_site, wait_for
-from tests.selfupdate.keepers import WIRE_ENV, build_keeper, install
+from tests.selfupdate.keepers import build_keeper, install
 from tests.server.controlplane import TOKEN, ControlPlane
 
 pytestmark = pytest.mark.timeout(150)
@@ -47,7 +47,7 @@ def test_control_plane_announces_a_keeper_and_it_updates_itself(
             }
         )
         site.config.write_text(config)
-        launcher = launchers(site, env={WIRE_ENV: "1"})
+        launcher = launchers(site)
         launcher.wait_running("1.0.0")
 
         admin.publish("nodekeeper", "1.1.0", {platform: str(new_zip)})
@@ -114,7 +114,7 @@ def test_a_keeper_release_that_fails_preflight_is_never_handed_over(
             }
         )
         site.config.write_text(config)
-        launcher = launchers(site, env={WIRE_ENV: "1"})
+        launcher = launchers(site)
         keeper = launcher.wait_running("1.0.0")
         keeper_log = site.data_dir / "logs" / "keeper.log"
         wait_for(
