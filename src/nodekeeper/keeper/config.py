@@ -12,7 +12,6 @@ are resolved against the directory of the config file, like systemd and nginx do
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import tomllib
@@ -29,45 +28,18 @@ from pydantic import (
     model_validator,
 )
 
+from nodekeeper import units
 from nodekeeper.logs import LogSettings
 
 DEFAULT_STATUS_PORT = 7779
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "ki": 1024,
-    "kib": 1024,
-    "mi": 1024**2,
-    "mib": 1024**2,
-    "gi": 1024**3,
-    "gib": 1024**3,
-    "ti": 1024**4,
-    "tib": 1024**4,
-}
-
 
 def parse_size(value: Any) -> Any:
-    """Bytes from an int or a string like "512 MiB", "2GB", "1.5 GiB"; None stays None."""
-    if value is None or isinstance(value, bool):
+    """Bytes from an int or a string like "512 MiB", "2GB", "1.5 GiB"; None stays None
+    (the limit is off); anything else is left to pydantic's own type error."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | str):
         return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        match = _SIZE_RE.match(value)
-        if match and (match.group(2) or "").lower() in _UNITS:
-            return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
-        raise ValueError(f"{value!r} is not a size; use bytes or e.g. '512 MiB', '2 GB'")
-    return value
+    return units.parse_size(value)
 
 
 Size = Annotated[int | None, BeforeValidator(parse_size), Field(ge=1)]

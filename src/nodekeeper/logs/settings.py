@@ -8,68 +8,13 @@ the error has the config file open and nothing else.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 
-# Decimal units are powers of 1000 and binary units powers of 1024, as IEC 80000-13 says;
-# "10MB" in a config means ten million bytes, not 10 MiB.
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-SIZE_FORM = (
-    "a size like '10MB', '512KiB' or '1GB' (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024)"
-)
-DURATION_FORM = "a duration like '30d', '12h', '90m', '2w' or '45s'"
+from nodekeeper.units import parse_duration, parse_size
 
 MIN_FILE_SIZE = 1024
-
-
-def parse_size(value: str | int) -> int:
-    """Bytes in ``value``; raises ValueError with the accepted form."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not {SIZE_FORM}")
-    if isinstance(value, int):
-        number, unit = float(value), ""
-    else:
-        match = _NUMBER_UNIT.match(value) if isinstance(value, str) else None
-        if not match or match.group(2).lower() not in _SIZE_UNITS:
-            raise ValueError(f"{value!r} is not {SIZE_FORM}")
-        number, unit = float(match.group(1)), match.group(2).lower()
-    size = int(number * _SIZE_UNITS[unit])
-    if size <= 0:
-        raise ValueError(f"{value!r} must be more than zero bytes: use {SIZE_FORM}")
-    return size
-
-
-def parse_duration(value: str | int) -> int:
-    """Seconds in ``value``; a bare integer is seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not {DURATION_FORM}")
-    if isinstance(value, int):
-        number, unit = float(value), "s"
-    else:
-        match = _NUMBER_UNIT.match(value) if isinstance(value, str) else None
-        if not match or match.group(2).lower() not in _DURATION_UNITS:
-            raise ValueError(f"{value!r} is not {DURATION_FORM}")
-        number, unit = float(match.group(1)), match.group(2).lower()
-    seconds = int(number * _DURATION_UNITS[unit])
-    if seconds <= 0:
-        raise ValueError(f"{value!r} must be longer than zero: use {DURATION_FORM}")
-    return seconds
 
 
 def _size(value: Any, info: ValidationInfo) -> int:
