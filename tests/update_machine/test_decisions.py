@@ -72,7 +72,7 @@ def at_step(step: Step, current: str | None = "1.0.0", target: str = "1.1.0") ->
     state = UpdateState("storagenode", current=current, previous="0.9.0" if current else None)
     state = begin(state, plan(target), now=5.0)
     failure = Failure("update_failed", "crashed") if step in (Step.ROLLBACK, Step.HOLD) else None
-    return advance(state, step, schema_before=3, failure=failure)
+    return advance(state, step, schema_before=3, old_healthy=True, failure=failure)
 
 
 # -- state ---------------------------------------------------------------------------------

@@ -121,3 +121,20 @@ def test_crash_during_rollback_finishes_it(lab: Lab) -> None:
     lab.wait_running("1.0.0")
     assert len(entries(lab, "rolled_back")) == 1
     lab.check_pieces()
+
+
+def test_first_install_that_fails_stays_under_backoff_until_a_newer_one(lab: Lab) -> None:
+    """Nothing to go back to: the failed first version is kept (restarted under backoff,
+    as a node that crashes), remembered as failed, and replaced by the next release."""
+    lab.publish("1.0.0", "crash_at_start")
+    lab.start_keeper()
+    journal = lab.wait(
+        lambda: (j := lab.journal()) and j["held"] and not j["inflight"] and j, 30, "a hold"
+    )
+    assert journal["current"] == "1.0.0" and journal["failed"] == ["1.0.0"]
+    [entry] = entries(lab, "held_no_previous")
+    assert "there is no earlier version to go back to" in entry["message"]
+    lab.wait(lambda: "update_failed" in lab.report_kinds(), 15, "an update_failed report")
+    lab.release("1.0.1")
+    lab.wait_running("1.0.1")
+    assert lab.journal()["held"] is None

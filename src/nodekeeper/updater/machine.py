@@ -279,7 +279,12 @@ class UpdateMachine:
             log.warning("update recovery: %s", recovery.note)
         self.state = recovery.state
         if recovery.state != stored:
-            self._write(recovery.state)
+            try:
+                self._write(recovery.state)
+            except JournalWriteFailed as exc:
+                # The keeper must start anyway: the node runs the recovered version, and
+                # the next start decides the same from the journal as it still is.
+                self._problem(exc.kind, str(exc))
         self.node.set_command(self._startable(recovery.run_version, state))
         self.recovery = recovery
         return recovery
@@ -327,7 +332,7 @@ class UpdateMachine:
         assert inflight is not None
         generation = self.node.command_generation
         if recovery.action is Action.RESUME_PROBATION:
-            await self._probation_and_after(generation, old_was_healthy=True)
+            await self._probation_and_after(generation, inflight.old_healthy)
         elif recovery.action is Action.FINISH_COMMIT:
             self._commit()
         elif recovery.action is Action.FINISH_ROLLBACK:
@@ -367,7 +372,7 @@ class UpdateMachine:
                 python=self.settings.python,
                 timeout=self.settings.preflight_timeout_seconds,
             )
-            new_argv = self.argv_for(plan.version)
+            new_argv = self._argv_checked(plan.version)
         except JournalWriteFailed:
             raise  # nothing can be recorded: the cycle says so and retries
         except UpdateError as exc:
@@ -375,7 +380,7 @@ class UpdateMachine:
         view = self.node.observe()
         old_was_healthy = view.state == "running"
         schema_before = _schema(view) if old_was_healthy else None
-        self._enter(Step.SWITCH, schema_before=schema_before)
+        self._enter(Step.SWITCH, schema_before=schema_before, old_healthy=old_was_healthy)
         generation = await self.node.switch(new_argv)
         log.info("switched to %s %s; probation begins", plan.process, plan.version)
         return await self._probation_and_after(generation, old_was_healthy)
@@ -583,10 +588,13 @@ class UpdateMachine:
             f"HELD on {inflight.plan.process} {inflight.target}: {reason}; {why}. The node "
             "stays on it, restarting under backoff, until a newer version is announced"
         )
+        # A first install has no old version to protect from a migration: it is a failed
+        # update that the node has to stay on, and is counted as such.
+        kind = "held_after_migration" if inflight.from_version else "update_failed"
         self._problem(
-            "held_after_migration",
+            "held_after_migration" if inflight.from_version else "held_no_previous",
             message,
-            report_kind="held_after_migration" if inflight.from_version else "update_failed",
+            report_kind=kind,
             version=inflight.target,
             target=inflight.target,
             schema_before=failure.schema_before if failure else None,
@@ -665,6 +673,12 @@ class UpdateMachine:
         except Exception:
             # Cleaning up is never worth failing an update for; the next cycle retries.
             log.exception("cleaning up old versions failed; trying again next cycle")
+
+    def _argv_checked(self, version: str) -> list[str]:
+        try:
+            return self.argv_for(version)
+        except (OSError, ValueError) as exc:
+            raise InvalidArtifact(f"cannot read the install of {version}: {exc}") from None
 
     def argv_for(self, version: str) -> list[str]:
         install = self.layout.versions / self.settings.process / version

@@ -86,6 +86,9 @@ class InFlight:
     plan: UpdatePlan
     from_version: str | None  # what ran before the switch (the rollback target)
     schema_before: int | None = None  # the old node's pulse schema_version at the switch
+    # The old node was running healthy at the switch: an exit 78 of the new one is then
+    # its own fault, not a node nobody has set up yet.
+    old_healthy: bool = False
     started_at: float = 0.0
     failure: Failure | None = None  # set for ROLLBACK and HOLD
 
@@ -99,6 +102,7 @@ class InFlight:
             "plan": self.plan.to_json(),
             "from_version": self.from_version,
             "schema_before": self.schema_before,
+            "old_healthy": self.old_healthy,
             "started_at": self.started_at,
             "failure": self.failure.to_json() if self.failure else None,
         }
@@ -111,6 +115,7 @@ class InFlight:
             plan=UpdatePlan.from_json(data["plan"]),
             from_version=data.get("from_version"),
             schema_before=data.get("schema_before"),
+            old_healthy=bool(data.get("old_healthy", False)),
             started_at=float(data.get("started_at", 0.0)),
             failure=Failure.from_json(failure) if failure else None,
         )
