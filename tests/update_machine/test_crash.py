@@ -8,8 +8,9 @@ effects; ``STEP!`` right before it is journaled, after the previous step's effec
 ``STEP+S`` S seconds into the step. The node dies with the keeper (PR_SET_PDEATHSIG), as
 in a power cut. One lab serves every round: each round releases the next version.
 
-``NODEKEEPER_CRASH_RANDOM=N`` runs N random instants instead of the default 4, and
-``NODEKEEPER_CRASH_ALL=1`` adds the "before" side of every boundary.
+``NODEKEEPER_CRASH_RANDOM=N`` runs N random instants instead of the default 4,
+``NODEKEEPER_CRASH_ALL=1`` adds the "before" side of every boundary, and
+``NODEKEEPER_CRASH_SEED=S`` replays the instants of a failed run (its message shows S).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ DEFAULT_BEFORE = ["switch!", "probation!", "commit!"]
 PADDING = 6 * 1024 * 1024  # enough for a download and an unpack of a few tens of ms
 
 
-def crash_points() -> list[str]:
+def crash_points(seed: int) -> list[str]:
     before = BEFORE_JOURNAL if os.environ.get("NODEKEEPER_CRASH_ALL") else DEFAULT_BEFORE
     count = int(os.environ.get("NODEKEEPER_CRASH_RANDOM", "4"))
-    rng = random.Random(os.environ.get("NODEKEEPER_CRASH_SEED"))
+    rng = random.Random(seed)
     randoms = [
         f"{rng.choice(['download', 'unpack'])}+{rng.uniform(0.0, 0.04):.4f}" for _ in range(count)
     ]
@@ -72,8 +73,13 @@ def test_crash_at_every_step_and_random_instants(lab: Lab) -> None:
     for i in range(3):
         lab.put_piece(f"before-{i}", os.urandom(5000))
     keeper.stop()
-    for n, point in enumerate(crash_points(), start=1):
-        crash_round(lab, f"1.0.{n}", point, n)
+    # NODEKEEPER_CRASH_SEED=N replays a failed run's random instants.
+    seed = int(os.environ.get("NODEKEEPER_CRASH_SEED") or random.randrange(1 << 30))
+    for n, point in enumerate(crash_points(seed), start=1):
+        try:
+            crash_round(lab, f"1.0.{n}", point, n)
+        except AssertionError as exc:
+            raise AssertionError(f"round {n}, crash at {point} (seed {seed}): {exc}") from None
     journal = lab.journal()
     assert journal is not None and journal["failed"] == []
     # Only current and previous are kept; no download is left once committed.
