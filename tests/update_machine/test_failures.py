@@ -6,11 +6,13 @@ version where that is safe, and a retry on the next cycle."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -254,3 +256,25 @@ def test_journal_that_cannot_be_written_never_stacks_updates(
     _chattr("-i", state_dir)
     lab.wait_running("1.0.1")
     assert lab.journal()["previous"] == "1.0.0"
+
+
+def test_control_plane_outage_backs_off_and_leaves_the_node_alone(lab: Lab) -> None:
+    lab.publish("1.0.0")
+    lab.start_keeper()
+    lab.wait_running("1.0.0")
+    pid = lab.node_pid()
+    lab.cp.stop()
+    lab.wait(lambda: lab.status()["update"]["failed_checks_in_row"] >= 3, 20, "failed checks")
+    lines = [line for line in lab.log_text().splitlines() if "update check failed" in line]
+    assert [" WARNING " in line for line in lines[:3]] == [True, False, False]  # said once
+    # Backoff: 0.5 s, then 1 s (± 10 % jitter) between the failed checks.
+    times = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in lines[:3]]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert 0.4 < gaps[0] < 0.9 and 0.85 < gaps[1] < 1.6 and gaps[1] > gaps[0], gaps
+    [entry] = [e for e in lab.error_index() if e.get("reason") == "check_failed"]
+    assert "cannot reach the control plane" in entry["message"]
+    assert lab.node_pid() == pid and lab.status()["state"] == "running"
+    lab.cp.start()
+    lab.release("1.0.1")
+    lab.wait_running("1.0.1", timeout=30)
+    assert lab.status()["update"]["failed_checks_in_row"] == 0
