@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.nodes import DEV_NODE, NodeSetup
@@ -278,3 +279,32 @@ def test_control_plane_outage_backs_off_and_leaves_the_node_alone(lab: Lab) -> N
     lab.release("1.0.1")
     lab.wait_running("1.0.1", timeout=30)
     assert lab.status()["update"]["failed_checks_in_row"] == 0
+
+
+def test_checks_send_if_none_match_and_honour_retry_after(lab: Lab) -> None:
+    """The announcement is served by a controllable server (the control plane's own
+    document): a 503 with Retry-After: 3 holds the next check back 3 s, far beyond the
+    0.5 s backoff, and unchanged documents are fetched conditionally (304)."""
+    lab.publish("1.0.0")
+    document = httpx.get(lab.cp.url + "/", timeout=5).content
+    with FileServer() as announcer:
+        announcer.add("/", document, etag=True)
+        lab.config(update={"server": announcer.url})
+        lab.start_keeper()
+        lab.wait_running("1.0.0")
+        lab.wait(lambda: any(s.status == 304 for s in announcer.served), 10, "a 304")
+        assert all(s.if_none_match for s in announcer.served[1:])
+        announcer.fault(status=503, retry_after="3")
+        arrived: dict[int, float] = {}  # request index → when this test first saw it
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            count = len(announcer.served)
+            arrived.setdefault(count - 1, time.monotonic())
+            statuses = [s.status for s in announcer.served]
+            if 503 in statuses and count > statuses.index(503) + 1:
+                break
+            time.sleep(0.005)
+        refused = [s.status for s in announcer.served].index(503)
+        waited = arrived[refused + 1] - arrived[refused]
+        assert waited >= 2.9, waited
+        assert lab.node_pid() is not None
