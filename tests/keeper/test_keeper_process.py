@@ -4,6 +4,7 @@ with the stand-in programs: keeper SIGTERM, keeper kill -9, bad configs, the sta
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +20,8 @@ from nodekeeper import cli
 from nodekeeper.keeper.commands import status_rows
 from nodekeeper.keeper.config import KeeperConfig
 from nodekeeper.keeper.supervisor import Supervisor
+from nodekeeper.logs import RotatingLogHandler
+from nodekeeper.logs.directory import LogDirectory
 from nodekeeper.platform import current_platform
 from tests.keeper.conftest import fast_settings, free_port, gone, program
 
@@ -227,6 +230,9 @@ def test_bad_config_exits_2_naming_file_key_and_rule(
     cores.write_text(f"data_dir = '{tmp_path}'\n[limits]\ncpu_cores = 4096\n")
     assert cli.main(["run", "--config", str(cores)]) == 2
     assert f"{cores}: limits.cpu_cores: 4096 cores asked for" in capsys.readouterr().err
+    # that config got as far as opening the logs: a refused start closes them again
+    assert str(tmp_path / "logs") not in LogDirectory._registry
+    assert not any(isinstance(h, RotatingLogHandler) for h in logging.getLogger().handlers)
 
 
 def test_status_without_a_keeper_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

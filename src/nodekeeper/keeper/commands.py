@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +56,16 @@ def run_command(args: argparse.Namespace) -> int:
     from nodekeeper.keeper.supervisor import Supervisor
     from nodekeeper.platform import current_platform
 
-    sink, errors = _setup_logging(config)
+    logs = _setup_logging(config)
     try:
-        supervisor = Supervisor(config, current_platform(), sink=sink, errors=errors)
-    except ConfigError as exc:
-        where = f"{config.source}: " if config.source else ""
-        raise CommandError(f"{where}{exc}", EXIT_USAGE) from None
-    try:
+        try:
+            supervisor = Supervisor(config, current_platform(), sink=logs.sink, errors=logs.errors)
+        except ConfigError as exc:
+            where = f"{config.source}: " if config.source else ""
+            raise CommandError(f"{where}{exc}", EXIT_USAGE) from None
         asyncio.run(serve(config, supervisor))
     finally:
-        sink.close()
+        logs.close()
     return EXIT_OK
 
 
@@ -209,7 +210,24 @@ def _client(settings: Any) -> Any:
     return make_client(settings.extra["download_settings"])
 
 
-def _setup_logging(config: KeeperConfig) -> tuple[Any, Any]:
+@dataclass
+class _KeeperLogs:
+    sink: Any
+    errors: Any
+    handlers: list[logging.Handler]
+
+    def close(self) -> None:
+        """Detach and close everything, so nothing keeps the log directory open (a keeper
+        run in-process by a test or a service host may be followed by another)."""
+        root = logging.getLogger()
+        for handler in self.handlers:
+            root.removeHandler(handler)
+            handler.close()
+        self.sink.close()
+        self.errors.close()
+
+
+def _setup_logging(config: KeeperConfig) -> _KeeperLogs:
     """Keeper log and node output into rotating files under the data dir, errors into the
     error index; the keeper's log also goes to stderr (the terminal, or journald)."""
     from nodekeeper.keeper.output import RotatingSink
@@ -219,14 +237,14 @@ def _setup_logging(config: KeeperConfig) -> tuple[Any, Any]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         errors = ErrorIndex(directory, config.logs)
-        setup_keeper_logging(directory, config.logs, errors)
+        handler = setup_keeper_logging(directory, config.logs, errors)
         sink = RotatingSink(directory, config.logs, errors)
     except OSError as exc:
         raise CommandError(f"cannot write logs in {directory}: {exc.strerror}") from None
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(console)
-    return sink, errors
+    return _KeeperLogs(sink, errors, [handler, console])
 
 
 # -- status ------------------------------------------------------------------------------
