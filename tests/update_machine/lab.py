@@ -4,7 +4,7 @@ Nothing is mocked: the control plane is `nodekeeper server run`, releases are pu
 with ``AdminClient`` from zips built by ``tests/artifacts.py``, the node is the reference
 storage node set up with `storagenode setup`, and the keeper is `python -m
 nodekeeper.keeper` with an ``[update]`` table. Timing constants are small (probation
-1 s, checks every 1 s) so one update takes a few seconds.
+0.5 s, checks every 1 s) so one update takes a few seconds.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class Lab:
                 "first_check": "now",
                 "backoff_initial_seconds": 0.5,
                 "backoff_max_seconds": 2.0,
-                "probation_seconds": 1.0,
+                "probation_seconds": 0.5,
                 "probation_start_timeout_seconds": 20.0,
                 "connect_timeout_seconds": 2.0,
                 "read_timeout_seconds": 2.0,
