@@ -8,10 +8,12 @@ here: collecting a package's files and writing the zip byte-for-byte reproducibl
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from nodekeeper.version.manifest import (
@@ -20,6 +22,7 @@ from nodekeeper.version.manifest import (
     manifest_for_zip,
     render_manifest,
 )
+from nodekeeper.version.versions import InvalidVersionError
 
 EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
 
@@ -62,3 +65,22 @@ def write_zip(files: Mapping[str, bytes], target: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def release_main(
+    prog: str, process: str, build: Callable[[str, Path], Path], argv: Sequence[str] | None
+) -> int:
+    """The ``--version X --out DIR`` command line both release builders share."""
+    parser = argparse.ArgumentParser(prog=prog, description=f"Build a {process} release zip.")
+    parser.add_argument("--version", required=True, help="release version, e.g. 1.2.3")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the zip")
+    args = parser.parse_args(argv)
+    try:
+        path = build(args.version, args.out)
+    except InvalidVersionError as exc:
+        parser.error(str(exc))
+    except OSError as exc:
+        print(f"cannot write the artifact: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0

@@ -13,7 +13,6 @@ dependency must ship with a new installer.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from nodekeeper import artifact_zip
 from nodekeeper.version.manifest import ArtifactManifest, PythonRun
-from nodekeeper.version.versions import InvalidVersionError, normalize_version
+from nodekeeper.version.versions import normalize_version
 
 PROCESS = "nodekeeper"
 ENTRY_MODULE = "nodekeeper.launched"
@@ -79,21 +78,9 @@ def build_artifact(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m nodekeeper.release", description="Build a nodekeeper release zip."
+    return artifact_zip.release_main(
+        "python -m nodekeeper.release", "nodekeeper", build_artifact, argv
     )
-    parser.add_argument("--version", required=True, help="release version, e.g. 1.2.3")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the zip")
-    args = parser.parse_args(argv)
-    try:
-        path = build_artifact(args.version, args.out)
-    except InvalidVersionError as exc:
-        parser.error(str(exc))
-    except OSError as exc:
-        print(f"cannot write the artifact: {exc}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
 
 
 if __name__ == "__main__":

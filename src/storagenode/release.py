@@ -8,7 +8,6 @@ entries sorted, fixed timestamps and modes, so a rebuild has the same sha256.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from nodekeeper import artifact_zip
 from nodekeeper.artifact_zip import write_zip
 from nodekeeper.version.manifest import ArtifactManifest, PythonRun
-from nodekeeper.version.versions import InvalidVersionError, normalize_version
+from nodekeeper.version.versions import normalize_version
 
 __all__ = [
     "artifact_files",
@@ -75,21 +74,9 @@ def build_artifact(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m storagenode.release", description="Build a storagenode release zip."
+    return artifact_zip.release_main(
+        "python -m storagenode.release", "storagenode", build_artifact, argv
     )
-    parser.add_argument("--version", required=True, help="release version, e.g. 1.2.3")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the zip")
-    args = parser.parse_args(argv)
-    try:
-        path = build_artifact(args.version, args.out)
-    except InvalidVersionError as exc:
-        parser.error(str(exc))
-    except OSError as exc:
-        print(f"cannot write the artifact: {exc}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
 
 
 if __name__ == "__main__":
