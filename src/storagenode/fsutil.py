@@ -1,41 +1,11 @@
-"""Durable file writes: the only way the node puts bytes on disk that must survive a crash."""
+"""Writes of new secret files; durable replacement lives in :mod:`nodekeeper.durable`."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable.
-
-    Windows cannot open a directory for fsync; NTFS journals metadata, so the rename is
-    durable once MoveFileEx returns.
-    """
-    if os.name == "nt":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` so that ``path`` holds either the old content or all of the new."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+from nodekeeper.durable import fsync_dir
 
 
 def exclusive_write(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -11,10 +11,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodekeeper.durable import write_durably as atomic_write
 from storagenode import storagedir
 from storagenode.addresses import Address, InvalidAddressError, is_loopback, parse_address
 from storagenode.config import CONFIG_FILE, IDENTITY_FILE, TOKEN_FILE, NodeConfig, render_config
-from storagenode.fsutil import atomic_write, exclusive_write
+from storagenode.fsutil import exclusive_write
 from storagenode.identity import new_identity_pem, node_id_text
 from storagenode.sizes import InvalidSizeError, format_size, parse_size
 

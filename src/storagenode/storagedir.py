@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from storagenode.fsutil import atomic_write
+from nodekeeper.durable import write_durably as atomic_write
 
 VERIFICATION_FILE = "storage-dir-verification"
 

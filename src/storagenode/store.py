@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from nodekeeper.durable import fsync_dir
 from storagenode import migrations
-from storagenode.fsutil import fsync_dir
 from storagenode.log import get_logger
 
 DB_FILE = "piecestore.db"

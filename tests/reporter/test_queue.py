@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nodekeeper.keeper.reports.durable import write_durably
+from nodekeeper.durable import write_durably
 from nodekeeper.keeper.reports.outbox import Outbox
 from nodekeeper.keeper.reports.queue import QueueLimits, ReportQueue
 from nodekeeper.keeper.reports.record import (

@@ -1,7 +1,7 @@
 """``state/update.json``: the update state, written whole and durably before each step.
 
-Write: a temp file in the same directory, fsync, ``os.replace`` over the old file, fsync
-the directory. A power cut at any instant leaves either the old or the new file, never
+Write (``nodekeeper.durable``): a temp file in the same directory, fsync, ``os.replace``
+over the old file, fsync the directory. A power cut at any instant leaves either the old or the new file, never
 a mix, and once ``write`` returns the new state survives a crash. The step a state names
 is written *before* its side effects begin, so recovery always knows what may be half
 done.
@@ -13,13 +13,15 @@ what it can see on disk (``recovery.state_from_disk``) instead of refusing to ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
 
+from nodekeeper.durable import remove_temp_files, write_durably
+
 from .state import UpdateState
-from .storage import fsync_dir
 
 FILE_NAME = "update.json"
 
@@ -40,6 +42,8 @@ class Journal:
     def read(self) -> UpdateState | None:
         """The last state written, or None when there is none. Raises JournalCorrupt
         (after moving the file aside) when it cannot be understood."""
+        with contextlib.suppress(OSError):  # a write cut short by a crash left its temp file
+            remove_temp_files(self.directory)
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -59,18 +63,4 @@ class Journal:
         read-only): the caller must then not begin the step's side effects."""
         self.directory.mkdir(parents=True, exist_ok=True)
         data = (json.dumps(state.to_json(), indent=1, sort_keys=True) + "\n").encode()
-        tmp = self.path.with_name(f"{FILE_NAME}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.replace(tmp, self.path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(self.directory)
+        write_durably(self.path, data)

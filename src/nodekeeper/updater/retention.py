@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nodekeeper.durable import fsync_dir
 from nodekeeper.version.versions import InvalidVersionError, parse_version
 
-from .storage import fsync_dir
 from .unpack import OLD_MARK, TMP_MARK
 
 log = logging.getLogger("nodekeeper.updater")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from pathlib import Path
 
@@ -36,18 +35,6 @@ def check_free_space(directory: Path, needed: int, what: str) -> None:
 
 def _mib(n: int) -> str:
     return f"{n / MiB:.1f} MiB"
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a directory's entries (a created or renamed file) durable. Windows cannot
-    open a directory for fsync and orders its metadata itself, so it is skipped there."""
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_file(path: Path) -> None:

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodekeeper.durable import fsync_dir
 from nodekeeper.version.manifest import (
     MANIFEST_NAME,
     ArtifactManifest,
@@ -44,7 +45,7 @@ from nodekeeper.version.manifest import (
 from nodekeeper.version.versions import normalize_version
 
 from .errors import InvalidArtifact, UpdateError, storage_error
-from .storage import MiB, check_free_space, fsync_dir, remove_tree
+from .storage import MiB, check_free_space, remove_tree
 
 TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"

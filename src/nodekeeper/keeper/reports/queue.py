@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodekeeper.keeper.reports.durable import remove_temp_files, write_durably
+from nodekeeper.durable import remove_temp_files, write_durably
 from nodekeeper.keeper.reports.policy import Slot, choose_drops
 from nodekeeper.keeper.reports.record import RecordError, decode_record, encode_record, is_failure
 

@@ -1,4 +1,9 @@
-"""Write a small file so that, after a crash or a power cut, it is either whole or absent."""
+"""Small files that, after a crash or a power cut, are either whole or absent.
+
+The one implementation for the keeper's journal, report queue and records and the
+reference node's files. (The launcher keeps its own copy on purpose: it imports only
+the standard library, so no keeper release can break it.)
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from pathlib import Path
 TEMP_SUFFIX = ".tmp"
 
 
-def write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Temp file in the same directory → fsync → rename over ``path`` → fsync the directory.
 
     The rename is atomic, so readers see the old content or the new, never a mix; the
@@ -24,15 +29,18 @@ def write_durably(path: Path, data: bytes) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_directory(path.parent)
+    fsync_dir(path.parent)
 
 
-def fsync_directory(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries (a created, renamed or deleted file) durable. Windows
+    cannot open a directory for fsync and NTFS journals the rename, so it is skipped."""
     if os.name != "posix":
         return
     fd = os.open(directory, os.O_RDONLY)
