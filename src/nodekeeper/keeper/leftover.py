@@ -7,10 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from nodekeeper.durable import write_durably
 from nodekeeper.platform.base import Platform, ProcessHandle
 
 log = logging.getLogger("nodekeeper.keeper")
@@ -21,12 +21,11 @@ class TreeRecord:
         self.path = path
 
     def write(self, handle: ProcessHandle) -> None:
-        """Record ``handle``'s identity (temp file + rename: never half a record)."""
+        """Record ``handle``'s identity (never half a record, and it survives a power cut:
+        the next keeper must find the tree to kill it)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(handle.identity()))
-            os.replace(tmp, self.path)
+            write_durably(self.path, json.dumps(handle.identity()).encode())
         except OSError as exc:
             log.warning("cannot record the node's identity in %s: %s", self.path, exc)
 
