@@ -1,10 +1,10 @@
 """``state/update.json``: the update state, written whole and durably before each step.
 
 Write (``nodekeeper.durable``): a temp file in the same directory, fsync, ``os.replace``
-over the old file, fsync the directory. A power cut at any instant leaves either the old or the new file, never
-a mix, and once ``write`` returns the new state survives a crash. The step a state names
-is written *before* its side effects begin, so recovery always knows what may be half
-done.
+over the old file, fsync the directory. A power cut at any instant leaves either the old
+or the new file, never a mix, and once ``write`` returns the new state survives a crash.
+The step a state names is written *before* its side effects begin, so recovery always
+knows what may be half done.
 
 A file that cannot be parsed (a disk that lied about fsync, a hand edit) is moved aside
 to ``update.json.corrupt-<time>`` and reported by the caller; the keeper then starts from
