@@ -17,6 +17,7 @@ import pytest
 from nodekeeper.updater.download import (
     Download,
     DownloadSettings,
+    SpeedFloor,
     artifact_file_name,
     download,
     make_client,
@@ -337,3 +338,29 @@ def test_proxy_from_the_environment(
         verify_download(fetch(c, url, part), artifact_for(url, DATA))
     (request,) = files.served
     assert request.proxied
+
+
+def test_speed_floor_is_pure() -> None:
+    floor = SpeedFloor(bytes_per_second=100, window=10)
+    assert not floor.too_slow(0, 9.9)  # a window is not over yet
+    assert floor.too_slow(999, 10)
+    assert not floor.too_slow(1000, 10)
+    assert floor.too_slow(1, 60)
+
+
+def test_a_trickling_server_is_given_up_and_resumed(
+    files: FileServer, client: httpx.Client, part: Path
+) -> None:
+    url = files.add("/slow.zip", DATA)
+    files.rate = 400_000  # bytes/s: each 64 KiB chunk arrives well inside the read timeout
+    floor = SpeedFloor(bytes_per_second=1_000_000, window=0.5)
+    started = time.monotonic()
+    with pytest.raises(DownloadFailed, match="too slow") as info:
+        fetch(client, url, part, speed_floor=floor)
+    assert time.monotonic() - started < 5
+    kept = part.stat().st_size
+    assert 0 < kept < len(DATA) and info.value.received == kept
+    files.rate = None
+    result = fetch(client, url, part, speed_floor=floor)
+    assert result.resumed_from == kept
+    verify_download(result, artifact_for(url, DATA))

@@ -15,7 +15,8 @@ sending more than the announced size is cut off here at once (through
   sha256 check. For the same reason the file is not fsynced: nothing trusts it before
   ``verify`` (after a crash the state machine re-hashes with ``verify.verify_file``).
 - **Bounded.** Connect and read timeouts (a stalled server fails the attempt instead of
-  hanging it), at most ``size`` bytes accepted, free space checked first.
+  hanging it), a speed floor (a server trickling bytes just inside the read timeout
+  fails it too), at most ``size`` bytes accepted, free space checked first.
 - **Environment.** Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``...,
   httpx ``trust_env``); TLS is verified against the system's roots or a configured CA
   bundle; redirects are followed (the integrity comes from the sha256, not the host).
@@ -58,6 +59,21 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 @dataclass(frozen=True)
+class SpeedFloor:
+    """A transfer slower than ``bytes_per_second`` over ``window`` seconds is given up and
+    resumed on the next cycle. The read timeout alone lets a server that sends a byte
+    every 29 s hold an update forever; the default floor (1 KiB/s over a minute) is far
+    below any real home line."""
+
+    bytes_per_second: float = 1024.0
+    window: float = 60.0
+
+    def too_slow(self, received: int, elapsed: float) -> bool:
+        """Pure: ``received`` bytes in ``elapsed`` seconds of one window."""
+        return elapsed >= self.window and received < self.bytes_per_second * elapsed
+
+
+@dataclass(frozen=True)
 class DownloadSettings:
     """Network settings of the keeper's HTTP client (checks and downloads)."""
 
@@ -65,6 +81,7 @@ class DownloadSettings:
     read_timeout: float = 30.0
     ca_bundle: Path | None = None  # PEM file of extra/private roots; None: system roots
     free_space_margin: int = DEFAULT_FREE_SPACE_MARGIN
+    speed_floor: SpeedFloor = SpeedFloor()
 
 
 def make_client(settings: DownloadSettings = DownloadSettings()) -> httpx.Client:
@@ -121,7 +138,9 @@ class _Transfer:
         part: Path,
         cancel: threading.Event | None,
         progress: Callable[[int, int], None] | None,
+        speed_floor: SpeedFloor,
     ) -> None:
+        self.speed_floor = speed_floor
         self.client = client
         self.artifact = artifact
         self.part = part
@@ -232,6 +251,7 @@ class _Transfer:
 
     def _write_body(self, response: httpx.Response) -> None:
         mode = "ab" if self.have else "wb"
+        window_start, window_bytes = time.monotonic(), 0
         try:
             with self.part.open(mode) as f:
                 for chunk in response.iter_raw():
@@ -248,6 +268,18 @@ class _Transfer:
                     self.fetched += len(chunk)
                     if self.progress is not None:
                         self.progress(self.have, self.artifact.size)
+                    window_bytes += len(chunk)
+                    elapsed = time.monotonic() - window_start
+                    if self.speed_floor.too_slow(window_bytes, elapsed):
+                        raise DownloadFailed(
+                            f"download of {self.artifact.url} too slow: {window_bytes} bytes "
+                            f"in {elapsed:.0f} s, under the floor of "
+                            f"{self.speed_floor.bytes_per_second:.0f} bytes/s; the next "
+                            "attempt resumes",
+                            received=self.have,
+                        )
+                    if elapsed >= self.speed_floor.window:
+                        window_start, window_bytes = time.monotonic(), 0
         except VerificationFailed:
             # Deleted by the check already, except on Windows, where an open file cannot
             # be deleted: the file is closed now.
@@ -270,6 +302,7 @@ def download(
     free_space_margin: int = DEFAULT_FREE_SPACE_MARGIN,
     cancel: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
+    speed_floor: SpeedFloor = SpeedFloor(),
 ) -> Download:
     """Fetch ``artifact.url`` into ``part`` (see ``part_path``), resuming what is there.
 
@@ -279,8 +312,8 @@ def download(
     - OutOfSpace before any request when the disk lacks size + ``free_space_margin``
       (minus what is already downloaded), or on ENOSPC while writing (``.part`` deleted);
     - ReadOnlyFileSystem / StorageError when the directory or file cannot be written;
-    - DownloadFailed for network errors, timeouts, HTTP errors and bodies cut short
-      (``.part`` kept: the next call resumes);
+    - DownloadFailed for network errors, timeouts, a transfer under ``speed_floor``,
+      HTTP errors and bodies cut short (``.part`` kept: the next call resumes);
     - DownloadCancelled when ``cancel`` is set (``.part`` kept);
     - VerificationFailed when the server sends more than ``artifact.size`` bytes, or
       announces another size in its headers (``.part`` deleted).
@@ -290,7 +323,7 @@ def download(
         part.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise storage_error(exc, part.parent, "create the downloads directory") from None
-    transfer = _Transfer(client, artifact, part, cancel, progress)
+    transfer = _Transfer(client, artifact, part, cancel, progress, speed_floor)
     transfer.load_partial()
     if transfer.have < artifact.size:
         needed = artifact.size - transfer.have + free_space_margin

@@ -420,6 +420,7 @@ class UpdateMachine:
                     part,
                     free_space_margin=settings.free_space_margin,
                     cancel=cancel,
+                    speed_floor=settings.speed_floor,
                 )
 
         try:
