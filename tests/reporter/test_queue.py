@@ -19,6 +19,7 @@ from nodekeeper.keeper.reports.record import (
     MAX_MESSAGE_CHARS,
     build_report,
     decode_record,
+    encode_record,
     make_record,
 )
 from nodekeeper.version.reports import MAX_REPORT_BYTES, encode_report, new_report_id
@@ -26,7 +27,7 @@ from nodekeeper.version.reports import MAX_REPORT_BYTES, encode_report, new_repo
 NODE = "12RnCzxJpXDrnoWjTK9vnEeYcyrWXrHmfvZDU5Gz5WkPgfTdHjV"
 
 
-def record(kind: str = "heartbeat", n: int = 0, **details: Any) -> dict[str, Any]:
+def record(kind: str = "update_succeeded", n: int = 0, **details: Any) -> dict[str, Any]:
     return make_record(
         kind,  # type: ignore[arg-type]
         f"{kind} {n}",
@@ -47,7 +48,7 @@ def ns(queue: ReportQueue) -> list[int]:
 def test_records_are_durable_ordered_and_survive_a_restart(tmp_path: Path) -> None:
     q = ReportQueue(tmp_path)
     for n in range(5):
-        q.put(record("hang" if n % 2 else "heartbeat", n))
+        q.put(record("hang" if n % 2 else "update_succeeded", n))
     assert len(q) == 5 and ns(q) == [0, 1, 2, 3, 4]
     files = sorted(p.name for p in (tmp_path / "queue").iterdir())
     assert files == [f"{i:020d}.json" for i in range(1, 6)]
@@ -89,16 +90,16 @@ def test_a_corrupt_record_is_moved_aside_not_blocking(tmp_path: Path) -> None:
 def test_full_queue_drops_oldest_heartbeats_then_oldest_failures(tmp_path: Path) -> None:
     q = ReportQueue(tmp_path, QueueLimits(max_count=4, max_bytes=1 << 20))
     q.put(record("hang", 0))
-    q.put(record("heartbeat", 1))
+    q.put(record("update_succeeded", 1))
     q.put(record("crash_loop", 2))
-    q.put(record("heartbeat", 3))
+    q.put(record("update_succeeded", 3))
     q.put(record("rolled_back", 4))
     assert ns(q) == [0, 2, 3, 4] and q.dropped == 1
     q.put(record("hang", 5))
     assert ns(q) == [0, 2, 4, 5] and q.dropped == 2
     q.put(record("hang", 6))  # no heartbeats left: the oldest failure goes
     assert ns(q) == [2, 4, 5, 6] and q.dropped == 3
-    assert q.put(record("heartbeat", 7)) is None  # a heartbeat loses to failures
+    assert q.put(record("update_succeeded", 7)) is None  # a success loses to failures
     assert ns(q) == [2, 4, 5, 6] and q.dropped == 4
     # The counter and the survivors outlive a restart.
     again = ReportQueue(tmp_path, QueueLimits(max_count=4, max_bytes=1 << 20))
@@ -112,7 +113,7 @@ def test_byte_cap(tmp_path: Path) -> None:
     limits = QueueLimits(max_count=1000, max_bytes=64 * 1024)
     q = ReportQueue(tmp_path, limits)
     for n in range(40):
-        q.put(record("heartbeat", n, pad="x" * 3000))
+        q.put(record("update_succeeded", n, pad="x" * 3000))
     assert q.total_bytes <= 64 * 1024
     assert sum(p.stat().st_size for p in (tmp_path / "queue").iterdir()) == q.total_bytes
     assert ns(q)[-1] == 39 and q.dropped == 40 - len(q)
@@ -120,12 +121,12 @@ def test_byte_cap(tmp_path: Path) -> None:
 
 def test_report_in_flight_is_never_dropped_and_claims_the_count(tmp_path: Path) -> None:
     q = ReportQueue(tmp_path, QueueLimits(max_count=2, max_bytes=1 << 20))
-    q.put(record("heartbeat", 0))
-    q.put(record("heartbeat", 1))
+    q.put(record("update_succeeded", 0))
+    q.put(record("update_succeeded", 1))
     head = q.head()
     assert head is not None
     q.pin(head)
-    q.put(record("heartbeat", 2))  # full: 1 goes, 0 is in flight
+    q.put(record("update_succeeded", 2))  # full: 1 goes, 0 is in flight
     assert ns(q) == [0, 2] and q.dropped == 1
     claimed = q.claim_drops(head, q.read(head))
     assert claimed["claimed_drops"] == 1 and q.dropped == 0
@@ -133,7 +134,7 @@ def test_report_in_flight_is_never_dropped_and_claims_the_count(tmp_path: Path) 
     assert ReportQueue(tmp_path).entries()[0].claimed == 1
     # A retry unpins it; if it is then dropped, its claim goes back with it.
     q.pin(None)
-    q.put(record("heartbeat", 3))
+    q.put(record("update_succeeded", 3))
     assert ns(q) == [2, 3] and q.dropped == 2  # itself + the one it carried
 
 
@@ -206,14 +207,14 @@ def test_write_durably_replaces_whole(tmp_path: Path) -> None:
 
 def test_outbox_holds_reports_in_memory_while_the_disk_refuses_writes(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "reports", QueueLimits(max_count=10, max_bytes=1 << 20), held_max=3)
-    assert box.put(record("heartbeat", 0)) == "queued"
+    assert box.put(record("update_succeeded", 0)) == "queued"
     # The queue directory turns into something that cannot hold files (as when a disk
     # fails or fills up): writes raise OSError.
     queue_dir = tmp_path / "reports" / "queue"
     shutil.move(queue_dir, tmp_path / "moved")
     queue_dir.write_bytes(b"not a directory")
     assert box.put(record("out_of_space", 1)) == "held"
-    assert box.put(record("heartbeat", 2)) == "held"
+    assert box.put(record("update_succeeded", 2)) == "held"
     assert box.put(record("hang", 3)) == "held"
     assert box.put(record("hang", 4)) == "held"  # held_max 3: the heartbeat went
     assert len(box) == 1 + 3 and box.dropped == 1
@@ -240,13 +241,13 @@ def test_outbox_sends_from_memory_when_the_queue_cannot_even_be_created(tmp_path
 
 def test_outbox_keeps_the_report_in_flight_and_carries_the_count(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "reports", QueueLimits(max_count=2, max_bytes=1 << 20))
-    box.put(record("heartbeat", 0))
-    box.put(record("heartbeat", 1))
-    box.put(record("heartbeat", 2))  # full: 0 goes
+    box.put(record("update_succeeded", 0))
+    box.put(record("update_succeeded", 1))
+    box.put(record("update_succeeded", 2))  # full: 0 goes
     item = box.next()  # 1 is on its way to the server; it carries the one drop
     assert item is not None and item.record["report"]["details"]["n"] == 1
     assert item.dropped == 1 and box.dropped == 0
-    box.put(record("heartbeat", 3))  # full again: 2 goes, not the one in flight
+    box.put(record("update_succeeded", 3))  # full again: 2 goes, not the one in flight
     assert box.queue is not None and ns(box.queue) == [1, 3]
     box.delivered(item)
     following = box.next()
@@ -255,3 +256,31 @@ def test_outbox_keeps_the_report_in_flight_and_carries_the_count(tmp_path: Path)
     box.release(following)  # the send failed; a retry later carries the same count
     again = box.next()
     assert again is not None and again.dropped == 1
+
+
+def test_a_newer_heartbeat_replaces_queued_ones(tmp_path: Path) -> None:
+    q = ReportQueue(tmp_path)
+    q.put(record("heartbeat", 0))
+    q.put(record("hang", 1))
+    q.put(record("heartbeat", 2))
+    other = record("heartbeat", 3)
+    other["report"]["process"] = "nodekeeper"  # another process's heartbeat stays
+    q.put(other)
+    q.put(record("heartbeat", 4))
+    assert ns(q) == [1, 3, 4] and q.dropped == 0  # replaced, not dropped: nothing lost
+    assert sorted(p.name for p in (tmp_path / "queue").iterdir()) == [
+        f"{i:020d}.json" for i in (2, 4, 5)
+    ]
+    # the one being sent stays even when a newer one arrives
+    q.pin(q.entries()[-1])
+    q.put(record("heartbeat", 5))
+    assert ns(q) == [1, 3, 4, 5]
+
+
+def test_heartbeats_left_by_an_older_keeper_collapse_at_start(tmp_path: Path) -> None:
+    # A queue written before heartbeats replaced each other: three heartbeat files.
+    q = ReportQueue(tmp_path)
+    for n in range(3):
+        write_durably(q._path(n + 1), encode_record(record("heartbeat", n)))
+    assert ns(ReportQueue(tmp_path)) == [2]
+    assert len(list((tmp_path / "queue").iterdir())) == 1

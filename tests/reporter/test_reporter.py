@@ -67,7 +67,7 @@ def test_server_down_then_up_everything_arrives_in_order_once(
         async with Sending(reporter):
             began = time.monotonic()
             for n in range(20):
-                kind = "hang" if n % 3 == 0 else "heartbeat"
+                kind = "hang" if n % 3 == 0 else "update_succeeded"
                 assert reporter.report(kind, f"r{n}", process="storagenode", version="1.0.0", n=n)
             assert time.monotonic() - began < 2.0  # queued, not sent: no waiting on the network
             await wait_until(lambda: reporter.stats.failures_in_row >= 3, 10, "failed sends")
@@ -130,18 +130,18 @@ def test_keeper_restart_with_a_queue_and_a_lost_answer(tmp_path: Path, down_url:
     assert second.stats.sent == 6 and third.stats.duplicates == 1 and third.stats.sent == 0
 
 
-def test_full_queue_drops_heartbeats_first_and_the_count_arrives(
+def test_full_queue_drops_non_failures_first_and_the_count_arrives(
     tmp_path: Path, down_url: str
 ) -> None:
     write_identity(tmp_path / "node")
     limits = QueueLimits(max_count=5, max_bytes=1 << 20)
     reporter = make_reporter(tmp_path / "reports", tmp_path / "node", down_url, limits=limits)
-    kinds = ["heartbeat", "hang", "heartbeat", "heartbeat", "crash_loop", "heartbeat"]
-    kinds += ["heartbeat", "rolled_back", "heartbeat", "out_of_space"]
+    ok = "update_succeeded"
+    kinds = [ok, "hang", ok, ok, "crash_loop", ok, ok, "rolled_back", ok, "out_of_space"]
     for n, kind in enumerate(kinds):
         reporter.report(kind, f"r{n}", process="storagenode", version="1.0.0", n=n)  # type: ignore[arg-type]
-    # Ten reports into five places: the six heartbeats are dropped oldest first while
-    # failures wait; the newest heartbeat stays as long as there is room for it.
+    # Ten reports into five places: the six successes are dropped oldest first while
+    # failures wait; the newest success stays as long as there is room for it.
     assert reporter.outbox.dropped == 5
     port = int(down_url.rsplit(":", 1)[1])
     with ControlPlane(tmp_path / "cp", port=port) as cp:
@@ -156,7 +156,7 @@ def test_full_queue_drops_heartbeats_first_and_the_count_arrives(
         "hang",
         "crash_loop",
         "rolled_back",
-        "heartbeat",
+        "update_succeeded",
         "out_of_space",
     ]
     assert ns(rows) == [1, 4, 7, 8, 9]

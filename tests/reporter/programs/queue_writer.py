@@ -20,7 +20,7 @@ def main() -> None:
     queue = ReportQueue(directory, QueueLimits(max_count=max_count, max_bytes=1 << 20))
     n = 0
     while True:
-        kind = "hang" if n % 4 == 0 else "heartbeat"
+        kind = "hang" if n % 4 == 0 else "update_succeeded"
         record = make_record(
             kind,
             f"report {n}",

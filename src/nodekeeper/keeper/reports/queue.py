@@ -31,7 +31,13 @@ from typing import Any
 
 from nodekeeper.durable import remove_temp_files, write_durably
 from nodekeeper.keeper.reports.policy import Slot, choose_drops
-from nodekeeper.keeper.reports.record import RecordError, decode_record, encode_record, is_failure
+from nodekeeper.keeper.reports.record import (
+    RecordError,
+    decode_record,
+    encode_record,
+    is_failure,
+    supersede_key,
+)
 
 log = logging.getLogger("nodekeeper.keeper.reports")
 
@@ -68,6 +74,7 @@ class Entry:
     size: int
     failure: bool
     claimed: int = 0  # earlier drops this report will tell the server about
+    supersede: str | None = None  # a newer report with the same key replaces this one
 
 
 class ReportQueue:
@@ -92,6 +99,9 @@ class ReportQueue:
         self._next_seq = 1 + max(
             [e.seq for e in self._entries] + self._seqs(self.rejected_dir), default=0
         )
+        # A queue written by an older keeper may hold several heartbeats: keep the newest.
+        for newest in {e.supersede: e for e in self._entries if e.supersede}.values():
+            self._replace_superseded(newest)
         # The caps may have been lowered since the queue was written.
         self._apply(choose_drops(self._slots(), None, self.limits.max_count, self.limits.max_bytes))
 
@@ -133,7 +143,9 @@ class ReportQueue:
         with self._lock:
             seq = self._next_seq
             self._next_seq += 1
-            entry = Entry(seq, self._path(seq), len(data), is_failure(record))
+            entry = Entry(
+                seq, self._path(seq), len(data), is_failure(record), supersede=supersede_key(record)
+            )
             incoming = Slot(seq, entry.size, entry.failure)
             drops = choose_drops(
                 self._slots(), incoming, self.limits.max_count, self.limits.max_bytes
@@ -144,6 +156,7 @@ class ReportQueue:
             write_durably(entry.path, data)
             self._entries.append(entry)
             self._apply(drops)
+            self._replace_superseded(entry)
             return entry
 
     def add_dropped(self, count: int) -> None:
@@ -230,6 +243,25 @@ class ReportQueue:
             total,
         )
 
+    def _replace_superseded(self, newest: Entry) -> None:
+        """Delete older queued reports that ``newest`` makes pointless (not counted as
+        dropped: nothing is lost). The one in flight stays; drops an older one had
+        claimed are handed back to the counter so the next report still tells them."""
+        if newest.supersede is None:
+            return
+        stale = [
+            e
+            for e in self._entries
+            if e.supersede == newest.supersede and e.seq != newest.seq and e.seq != self._pinned
+        ]
+        if not stale:
+            return
+        self._set_counter(self._dropped + sum(e.claimed for e in stale))
+        for entry in stale:
+            self._forget(entry)
+            with contextlib.suppress(FileNotFoundError):
+                entry.path.unlink()
+
     def _forget(self, entry: Entry) -> None:
         self._entries = [e for e in self._entries if e.seq != entry.seq]
         if self._pinned == entry.seq:
@@ -264,6 +296,7 @@ class ReportQueue:
                     len(data),
                     is_failure(record),
                     claimed if isinstance(claimed, int) else 0,
+                    supersede_key(record),
                 )
             except FileNotFoundError:
                 continue

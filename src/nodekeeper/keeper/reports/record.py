@@ -99,6 +99,16 @@ def is_failure(record: dict[str, Any]) -> bool:
     return record["report"].get("kind") not in NOT_FAILURES
 
 
+def supersede_key(record: dict[str, Any]) -> str | None:
+    """Reports of which only the newest matters share a key: a heartbeat says which
+    version a process runs now, so a queued older one says nothing more. After a long
+    outage, failures then do not wait behind hours of heartbeats."""
+    report = record["report"]
+    if report.get("kind") == "heartbeat":
+        return f"heartbeat:{report.get('process')}"
+    return None
+
+
 def build_report(record: dict[str, Any], node_id: str, dropped: int) -> Report:
     """The report to sign; ``dropped`` (reports the queue had to drop before this one) is
     carried in its details, as ``dropped_reports``, when non-zero."""
