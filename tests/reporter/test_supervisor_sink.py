@@ -75,18 +75,19 @@ class BrokenIndex:
 
 def test_each_reason_maps_to_its_kind_and_version_falls_back(tmp_path: Path) -> None:
     reporter = make_reporter(tmp_path / "reports", tmp_path / "node", "http://127.0.0.1:9")
-    versions = iter(["1.0.0", None])
+    versions = iter(["1.0.0", None, "1.0.0"])
     sink = ReportingErrorSink(reporter, version=lambda: next(versions))
     sink.record("keeper", logging.ERROR, "hung!", reason="hung")
     sink.record("keeper", logging.WARNING, "memory!", reason="memory")
+    sink.record("keeper", logging.WARNING, "killed after 30 s", reason="stop-timeout")
     for reason in ("crash", "start-failed", "needs-setup", None):
         sink.record("keeper", logging.ERROR, "not reported", reason=reason, exit_code=1)
     reports = queued(tmp_path)
-    assert [r["kind"] for r in reports] == ["hang", "limit_hit"]
+    assert [r["kind"] for r in reports] == ["hang", "limit_hit", "stop_timeout"]
     assert reports[0]["version"] == "1.0.0" and reports[0]["details"] == {"reason": "hung"}
     assert reports[1]["version"] == UNKNOWN_VERSION
     assert reports[1]["details"] == {"reason": "memory", "version_unknown": True}
-    assert set(REASON_KINDS.values()) == {"hang", "limit_hit", "crash_loop"}
+    assert set(REASON_KINDS.values()) == {"hang", "limit_hit", "crash_loop", "stop_timeout"}
 
 
 def test_the_report_is_queued_even_when_the_index_fails(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ ReportKind = Literal[
     "hang",
     "out_of_space",
     "limit_hit",
+    "stop_timeout",  # the node ignored its graceful stop and its tree was killed
 ]
 NOT_FAILURES = frozenset({"heartbeat", "update_succeeded"})
 

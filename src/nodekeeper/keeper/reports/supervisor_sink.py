@@ -23,6 +23,9 @@ REASON_KINDS: dict[str, ReportKind] = {
     "crash-loop": "crash_loop",
     "hung": "hang",
     "memory": "limit_hit",
+    # A node that ignores its graceful stop loses in-flight work on every update; the
+    # network wants to know which versions do that.
+    "stop-timeout": "stop_timeout",
 }
 # Reported when nothing knows the node's version yet (it never answered a pulse and the
 # updater has not installed one): a valid SemVer that no release uses.
