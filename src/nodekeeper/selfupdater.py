@@ -21,6 +21,7 @@ Downloads go to ``downloads/nodekeeper/``: the node's retention deletes every *f
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nodekeeper import __version__, selfupdate
+from nodekeeper.durable import write_durably
 from nodekeeper.selfupdate import LauncherLink, SelfUpdateError
 
 log = logging.getLogger("nodekeeper.selfupdate")
@@ -53,6 +55,12 @@ class SelfUpdateSettings:
     def versions(self) -> Path:
         return self.data_dir / "versions"
 
+    @property
+    def failed_file(self) -> Path:
+        """Keeper releases that failed here before the hand-over (preflight, a bad
+        artifact), kept across restarts like the launcher keeps probation failures."""
+        return self.data_dir / "state" / "selfupdate-failed.json"
+
 
 @dataclass(frozen=True)
 class SelfState:
@@ -60,6 +68,25 @@ class SelfState:
 
     current: str
     failed: frozenset[str] = field(default_factory=frozenset)
+
+
+def _read_failed(path: Path) -> set[str]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read %s (%s); failed keeper releases may be tried again", path, exc)
+        return set()
+    return {v for v in data.get("failed", []) if isinstance(v, str)}
+
+
+def _write_failed(path: Path, failed: set[str]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_durably(path, json.dumps({"failed": sorted(failed)}).encode())
+    except OSError as exc:  # remembered in memory still; worst case one more preflight
+        log.warning("cannot record failed keeper releases in %s: %s", path, exc)
 
 
 class SelfUpdater:
@@ -84,7 +111,7 @@ class SelfUpdater:
         self.retention = Retention(settings.versions, settings.downloads, errors)
         # Releases that failed preflight here: not retried until a newer one (the
         # launcher remembers the ones that failed probation).
-        self._failed: set[str] = set()
+        self._failed: set[str] = _read_failed(settings.failed_file)
         self.handed_over: str | None = None
         self.last_outcome: dict[str, Any] | None = None
         self.last_error: dict[str, Any] | None = None
@@ -113,6 +140,7 @@ class SelfUpdater:
 
             if remembers_failure(exc):
                 self._failed.add(plan.version)
+                _write_failed(self.settings.failed_file, self._failed)
             return self._failed_with(report_kind(exc), exc.kind, plan.version, str(exc))
         except SelfUpdateError as exc:
             return self._failed_with("update_failed", "self_update_refused", plan.version, str(exc))

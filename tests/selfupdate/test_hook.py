@@ -254,6 +254,9 @@ def test_self_updater_failures_keep_the_keeper_running(
     # Versions the launcher remembers as failed count too.
     statefile.save_state(link.state_dir, State(current="1.0.0", failed=("1.3.0",)))
     assert updater.state.failed == {"1.2.0", "1.3.0"}
+    # A keeper restarted later still knows 1.2.0 failed its preflight here.
+    restarted = updater_for(link, tmp_path, stop, rec)
+    assert restarted.state.failed == {"1.2.0", "1.3.0"}
 
 
 def test_self_updater_sweep_keeps_what_the_launcher_may_start(
