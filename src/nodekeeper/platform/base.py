@@ -137,6 +137,25 @@ class ProcessHandle(ABC):
         (see :meth:`Platform.kill_leftover`)."""
 
 
+class SubprocessHandle(ProcessHandle):
+    """The part both platforms share: the node is an asyncio subprocess with pipes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, limits: LimitReport) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+        assert proc.stdout is not None and proc.stderr is not None
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.limits = limits
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+
 class Platform(ABC):
     """Start, stop, measure and constrain the node's process tree on one OS."""
 

@@ -42,6 +42,7 @@ from nodekeeper.platform.base import (
     Platform,
     ProcessHandle,
     ResourceLimits,
+    SubprocessHandle,
     Usage,
 )
 
@@ -67,7 +68,7 @@ def _load_prctl() -> Callable[..., int] | None:
 _prctl = _load_prctl()
 
 
-class PosixHandle(ProcessHandle):
+class PosixHandle(SubprocessHandle):
     def __init__(
         self,
         proc: asyncio.subprocess.Process,
@@ -75,24 +76,12 @@ class PosixHandle(ProcessHandle):
         group: Path | None,
         limits: LimitReport,
     ) -> None:
-        self._proc = proc
-        self.pid = proc.pid
-        assert proc.stdout is not None and proc.stderr is not None
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-        self.limits = limits
+        super().__init__(proc, limits)
         self.create_time = create_time
         self.cgroup = group
         # Descendants seen so far (pid → create time), so that kill_tree can still find a
         # grandchild whose parent died and that left the process group.
         self.seen: dict[int, float] = {}
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.returncode
-
-    async def wait(self) -> int:
-        return await self._proc.wait()
 
     def identity(self) -> dict[str, Any]:
         return {

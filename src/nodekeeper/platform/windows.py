@@ -50,6 +50,7 @@ from nodekeeper.platform.base import (
     Platform,
     ProcessHandle,
     ResourceLimits,
+    SubprocessHandle,
     Usage,
 )
 
@@ -59,7 +60,7 @@ KILLED_EXIT_CODE = 1
 STREAM_LIMIT = 1024 * 1024
 
 
-class WindowsHandle(ProcessHandle):
+class WindowsHandle(SubprocessHandle):
     def __init__(
         self,
         proc: asyncio.subprocess.Process,
@@ -69,23 +70,11 @@ class WindowsHandle(ProcessHandle):
         created: float,
         limits: LimitReport,
     ) -> None:
-        self._proc = proc
-        self.pid = proc.pid
-        assert proc.stdout is not None and proc.stderr is not None
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-        self.limits = limits
+        super().__init__(proc, limits)
         self.process = process  # our own handle: keeps the pid from being recycled
         self.job: Any | None = job
         self.job_name = job_name
         self.created = created
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.returncode
-
-    async def wait(self) -> int:
-        return await self._proc.wait()
 
     def identity(self) -> dict[str, Any]:
         return {
