@@ -9,6 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from nodekeeper.backoff import parse_retry_after
 from nodekeeper.keeper.reports.policy import (
     RetryTiming,
     Slot,
@@ -16,7 +17,6 @@ from nodekeeper.keeper.reports.policy import (
     backoff_delay,
     choose_drops,
     classify_status,
-    parse_retry_after,
     retry_delay,
 )
 

@@ -7,12 +7,12 @@ import itertools
 
 import pytest
 
+from nodekeeper.backoff import parse_retry_after
 from nodekeeper.updater.schedule import (
     CheckTiming,
     backoff_base,
     first_delay,
     next_delay,
-    parse_retry_after,
 )
 
 T = CheckTiming(interval=900, jitter=0.1, backoff_initial=30, backoff_max=3600)

@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
+from nodekeeper.backoff import doubling
+
 
 def backoff_delay(consecutive_failures: int, initial: float, maximum: float) -> float:
     """Delay before restart number ``consecutive_failures + 1``.
@@ -18,11 +20,7 @@ def backoff_delay(consecutive_failures: int, initial: float, maximum: float) -> 
     0 failures so far → ``initial``; each further failure doubles it, capped at ``maximum``
     (systemd's RestartSteps / Kubernetes' CrashLoopBackOff shape: 1, 2, 4, ... 300 s).
     """
-    if consecutive_failures < 0:
-        raise ValueError("consecutive_failures must be >= 0")
-    # Cap the exponent first: 2**10000 as a float would overflow long before the min().
-    exponent = min(consecutive_failures, 64)
-    return min(initial * (2.0**exponent), maximum)
+    return doubling(consecutive_failures, initial, maximum)
 
 
 class RestartBackoff:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import httpx
 from pydantic import ValidationError
 
+from nodekeeper.backoff import parse_retry_after
 from nodekeeper.version.schema import Announcement, parse_announcement
 
 from .errors import AnnouncementInvalid, CheckFailed
-from .schedule import parse_retry_after
 
 # The document is a few KiB per process; a body far beyond that is a broken or hostile
 # server, and reading it unbounded would let it fill the keeper's memory.

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import httpx
 
+from nodekeeper.backoff import parse_retry_after
 from nodekeeper.version.schema import Artifact
 
 from .errors import (
@@ -47,7 +48,6 @@ from .errors import (
     VerificationFailed,
     storage_error,
 )
-from .schedule import parse_retry_after
 from .storage import MiB, check_free_space, remove_file
 from .verify import PART_SUFFIX, check_served_size, check_within_size
 

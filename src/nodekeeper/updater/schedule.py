@@ -21,9 +21,10 @@ Every function takes ``u``, a uniform random number in [0, 1), from the caller
 
 from __future__ import annotations
 
-import email.utils
 import math
 from dataclasses import dataclass
+
+from nodekeeper.backoff import doubling
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,7 @@ def backoff_base(timing: CheckTiming, failures: int) -> float:
     """Un-jittered delay after ``failures`` (>= 1) checks failed in a row."""
     if failures < 1:
         raise ValueError(f"failures must be >= 1 (got {failures})")
-    # The exponent is capped so a keeper that has failed for months does not overflow.
-    return min(timing.backoff_max, timing.backoff_initial * 2.0 ** min(failures - 1, 60))
+    return doubling(failures - 1, timing.backoff_initial, timing.backoff_max)
 
 
 def next_delay(
@@ -90,23 +90,3 @@ def next_delay(
         floor = min(max(retry_after, 0.0), timing.retry_after_max)
         delay = max(delay, floor * (1 + timing.jitter * u))
     return delay
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from ``now`` (Unix time) that a ``Retry-After`` header asks for.
-
-    Both RFC 9110 forms: delta-seconds (``120``) and an HTTP-date. A date in the past is
-    0; anything unparseable is None (ignored, the keeper's own backoff applies).
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(int(text))
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means "-0000"
-        return None
-    return max(0.0, when.timestamp() - now)

@@ -4,11 +4,11 @@ own (the caller passes ``now`` and ``rand``), so each is tested exhaustively."""
 
 from __future__ import annotations
 
-import email.utils
 import enum
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from nodekeeper.backoff import doubling
 
 # -- what to drop ---------------------------------------------------------------------------
 
@@ -80,23 +80,6 @@ def classify_status(status: int) -> Verdict:
 # -- how long to wait -----------------------------------------------------------------------
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from ``now`` that a Retry-After header asks for (delta-seconds or an HTTP
-    date), or None when absent or unreadable. Never negative."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive one is read as GMT too
-        return None
-    return max(0.0, when.timestamp() - now)
-
-
 def backoff_delay(
     failures: int, initial: float, maximum: float, jitter: float, rand: float
 ) -> float:
@@ -105,8 +88,7 @@ def backoff_delay(
     server at the same moment do not come back in step, and never above ``maximum``."""
     if failures < 1:
         return 0.0
-    exponent = min(failures - 1, 64)  # 2**64 × anything is past any cap; avoids overflow
-    base = min(maximum, initial * math.pow(2.0, exponent))
+    base = doubling(failures - 1, initial, maximum)
     return max(0.0, min(maximum, base * (1.0 + jitter * (2.0 * rand - 1.0))))
 
 

@@ -21,13 +21,13 @@ from typing import Any, Protocol
 
 import httpx
 
+from nodekeeper.backoff import parse_retry_after
 from nodekeeper.keeper.identity import IdentityError, NodeIdentity
 from nodekeeper.keeper.reports.outbox import Item, Outbox
 from nodekeeper.keeper.reports.policy import (
     RetryTiming,
     Verdict,
     classify_status,
-    parse_retry_after,
     retry_delay,
 )
 from nodekeeper.keeper.reports.queue import QueueLimits
