@@ -30,7 +30,7 @@ def test_not_set_up(tmp_path: Path) -> None:
 
 def test_garbage_key(tmp_path: Path) -> None:
     (tmp_path / "identity.key").write_text("not a key")
-    with pytest.raises(IdentityUnavailable, match="is not a PEM private key"):
+    with pytest.raises(IdentityUnavailable, match="is not a readable private key"):
         read_node_id(tmp_path)
 
 

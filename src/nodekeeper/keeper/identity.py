@@ -1,4 +1,5 @@
-"""The node's identity as the keeper sees it: the ed25519 key that signs its reports.
+"""The node's identity as the keeper sees it: its node ID (for the rollout math) and the
+ed25519 key that signs its reports.
 
 `storagenode setup` writes ``<node config dir>/identity.key`` (PKCS#8 PEM). The keeper
 reads the same file rather than importing ``storagenode``: the node is a separate program
@@ -41,7 +42,8 @@ def identity_from_key(key: Ed25519PrivateKey) -> NodeIdentity:
 
 def load_identity(path: Path) -> NodeIdentity:
     """Read one identity file; every failure is an IdentityError that names the file and
-    says what happens meanwhile, because the operator reads it in the keeper log."""
+    what to do, because the operator reads it in the keeper log (the caller adds what
+    waits meanwhile)."""
     return parse_identity(read_identity_file(path), path)
 
 
@@ -50,13 +52,11 @@ def read_identity_file(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         raise IdentityError(
-            f"no node identity at {path}: the node is not set up yet "
-            "(run `storagenode setup`); reports wait in the queue until it is"
+            f"no node identity at {path}: the node is not set up yet (run `storagenode setup`)"
         ) from None
     except OSError as exc:
         raise IdentityError(
-            f"cannot read the node identity {path}: {exc.strerror or exc}; "
-            "reports wait in the queue until it can be read"
+            f"cannot read the node identity {path}: {exc.strerror or exc}"
         ) from None
 
 
@@ -65,13 +65,10 @@ def parse_identity(pem: bytes, path: Path) -> NodeIdentity:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
         raise IdentityError(
-            f"the node identity {path} is not a readable private key ({exc}); "
-            "reports wait in the queue"
+            f"the node identity {path} is not a readable private key ({exc})"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise IdentityError(
-            f"the node identity {path} is not an ed25519 key; reports wait in the queue"
-        )
+        raise IdentityError(f"the node identity {path} is not an ed25519 key")
     return identity_from_key(key)
 
 

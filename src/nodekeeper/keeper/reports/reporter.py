@@ -311,7 +311,7 @@ class Reporter:
 
     def _identity_missing(self, error: str) -> None:
         if self.stats.identity_error != error:
-            log.error("cannot sign reports: %s", error)
+            log.error("cannot sign reports: %s; reports wait in the queue until it can", error)
         self.stats.identity_error = error
 
     def _node_id_now(self) -> str | None:
