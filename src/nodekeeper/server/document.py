@@ -24,6 +24,14 @@ class RenderedDocument:
     generation: int
     evaluated_at: float
     moving: bool  # a rollout is ramping, so the body changes with time
+    snapshot: Snapshot  # what it was rendered from; the URL endpoints answer from it too
+
+
+def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (weak or strong, or ``*``)."""
+    if if_none_match.strip() == b"*":
+        return True
+    return any(t.strip().removeprefix(b"W/") == etag for t in if_none_match.split(b","))
 
 
 def is_moving(snapshot: Snapshot, at: float) -> bool:
@@ -90,4 +98,5 @@ def render(snapshot: Snapshot, at: float, public_url: str) -> RenderedDocument:
         generation=snapshot.generation,
         evaluated_at=at,
         moving=is_moving(snapshot, at),
+        snapshot=snapshot,
     )

@@ -22,17 +22,11 @@ import asyncio
 import logging
 
 from .doc_cache import DocumentCache
-from .document import RenderedDocument
+from .document import RenderedDocument, etag_matches
 
 log = logging.getLogger("nodekeeper.server")
 
 _REQUIRED = ("on_headers_complete", "on_body", "on_message_complete", "on_response_complete")
-
-
-def _etag_matches(header: bytes, etag: bytes) -> bool:
-    if header.strip() == b"*":
-        return True
-    return any(t.strip().removeprefix(b"W/") == etag for t in header.split(b","))
 
 
 class _Framed:
@@ -98,7 +92,7 @@ def make_protocol(documents: DocumentCache) -> type[asyncio.Protocol] | str:
             inm = next((v for k, v in self.headers if k == b"if-none-match"), None)
             head = (
                 response.not_modified_head
-                if inm is not None and _etag_matches(inm, response.etag)
+                if inm is not None and etag_matches(inm, response.etag)
                 else response.ok_head
             )
             parts = [head]

@@ -10,18 +10,10 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from nodekeeper.version.schema import PLATFORM
 
 from . import policy
-from .document import artifact_url
+from .document import artifact_url, etag_matches
 from .errors import InvalidRequestError, NotFoundError
 
 router = APIRouter()
-
-
-def _if_none_match(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    return etag in (t.strip().removeprefix("W/") for t in header.split(","))
 
 
 @router.api_route(
@@ -34,7 +26,8 @@ def _if_none_match(header: str | None, etag: str) -> bool:
 def announcement(request: Request) -> Response:
     doc = request.app.state.documents.current
     headers = {"ETag": doc.etag, "Cache-Control": "no-cache"}
-    if _if_none_match(request.headers.get("if-none-match"), doc.etag):
+    inm = request.headers.get("if-none-match")
+    if inm is not None and etag_matches(inm.encode("latin-1"), doc.etag.encode()):
         return Response(status_code=304, headers=headers)
     return Response(doc.body, media_type="application/json", headers=headers)
 
@@ -43,7 +36,9 @@ def _artifact_for(request: Request, process: str, version: str, os: str, arch: s
     platform = f"{os}_{arch}"
     if not PLATFORM.match(platform):
         raise InvalidRequestError(f"os and arch must be lowercase names, got {os!r}/{arch!r}")
-    snapshot = request.app.state.store.snapshot(request.app.state.settings.clock())
+    # The snapshot the served document was made from: no database read per request, and
+    # the URL always agrees with the announcement.
+    snapshot = request.app.state.documents.current.snapshot
     record = policy.require_process(snapshot.processes, process)
     policy.require_release(record, version)
     artifact = record.releases[version].artifacts.get(platform)
@@ -65,8 +60,7 @@ def process_url(
     os: str = Query(..., description="GOOS-style name, e.g. windows"),
     arch: str = Query(..., description="GOARCH-style name, e.g. amd64"),
 ) -> PlainTextResponse:
-    snapshot = request.app.state.store.snapshot(request.app.state.settings.clock())
-    record = policy.require_process(snapshot.processes, process)
+    record = policy.require_process(request.app.state.documents.current.snapshot.processes, process)
     version = record.minimum if which == "minimum" else record.suggested
     _, artifact = _artifact_for(request, process, version, os, arch)
     return PlainTextResponse(artifact_url(artifact, request.app.state.settings.public_url))
