@@ -1,6 +1,6 @@
 """Running real storage node processes in tests (shared with the keeper's tests).
 
-free_port() -> int
+free_port() -> int  (from tests.support)
 setup_node(root, allocated="100 MB", argv=DEV_NODE) -> NodeSetup
 NodeProcess(setup, argv=DEV_NODE)  # context manager; .start(), .wait_ready(), ...
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,13 @@ from typing import Any
 
 import httpx
 
+from tests.support import free_port
+
+__all__ = ["DEV_NODE", "NodeProcess", "NodeSetup", "free_port", "setup_node"]
+
 # The node from this source tree; an installed artifact's argv comes from
 # tests.artifacts.node_argv(install_dir) without the trailing command.
 DEV_NODE: list[str] = [sys.executable, "-m", "storagenode"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

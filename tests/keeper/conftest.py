@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import pytest
 from nodekeeper.keeper.config import KeeperConfig
 from nodekeeper.keeper.supervisor import Supervisor
 from nodekeeper.platform import current_platform
+from tests.support import free_port
 
 PROGRAMS = Path(__file__).parent / "programs"
 PY = sys.executable
@@ -28,12 +28,6 @@ PY = sys.executable
 
 def program(name: str, *args: object) -> list[str]:
     return [PY, str(PROGRAMS / name), *map(str, args)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
