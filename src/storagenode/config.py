@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nodekeeper.textfile import TextDecodeError, read_config_text
 from storagenode.addresses import Address, InvalidAddressError, parse_address
 from storagenode.log import LEVELS
 
@@ -64,9 +65,12 @@ def load_config(config_dir: Path) -> NodeConfig:
     if not path.is_file() or not (config_dir / IDENTITY_FILE).is_file():
         raise NotConfiguredError(setup_hint(config_dir))
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        # UTF-16 and a BOM are accepted: operators edit this file with Windows editors.
+        raw = tomllib.loads(read_config_text(path))
+    except OSError as exc:
         raise NotConfiguredError(f"not configured: cannot read {path}: {exc}") from None
+    except (TextDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise NotConfiguredError(f"not configured: {path}: {exc}") from None
     return config_from_dict(config_dir, raw, path)
 
 

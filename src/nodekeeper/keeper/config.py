@@ -30,6 +30,7 @@ from pydantic import (
 
 from nodekeeper import units
 from nodekeeper.logs import LogSettings
+from nodekeeper.textfile import TextDecodeError, read_config_text
 
 DEFAULT_STATUS_PORT = 7779
 
@@ -289,12 +290,16 @@ def load_config(path: Path | None) -> KeeperConfig:
     if path is None:
         return KeeperConfig()
     try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+        # Not tomllib.load: that takes only UTF-8, and Windows editors write UTF-16.
+        raw = tomllib.loads(read_config_text(path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; --config names the TOML file") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except TextDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
