@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import queue
 import threading
 import time
 
@@ -101,38 +102,49 @@ def test_since_skips_whole_archives_but_not_their_last_second(tmp_path):
 
 
 def test_reader_during_rotation(tmp_path):
-    """One thread records as fast as it can into a 1 KiB index (a rotation every dozen
-    entries, compression renaming files all the time); the reader never misses,
-    repeats or reorders an entry that was complete before it started reading."""
+    """A writer thread records into a 1 KiB index (a rotation every dozen entries,
+    compression renaming files all the time) while the reader reads; the reader never
+    misses, repeats or reorders an entry that was complete before it started reading.
+
+    The amount of work is fixed, not the time: each read hands the writer a budget of
+    entries to write while that read runs. A wall-clock loop with a minimum read count
+    failed under load (each read walks every archive, so a slow machine managed fewer
+    reads than the threshold); this version does the same interleaving at any speed."""
     index = ErrorIndex(tmp_path, LogSettings(max_file_size="1KiB", total_cap="64MiB"))
+    reads, per_read = 30, 100
+    budget: queue.SimpleQueue[bool] = queue.SimpleQueue()
     written = 0
-    stop = threading.Event()
 
     def writer() -> None:
         nonlocal written
-        while not stop.is_set():
+        while budget.get():
             index.record("supervisor", "ERROR", f"n={written}")
             written += 1
-            if written % 20 == 0:
-                time.sleep(0.001)  # a busy keeper, not a tight loop: keeps the test short
 
     thread = threading.Thread(target=writer)
     thread.start()
-    reads = 0
+    overlapped = 0  # reads during which the writer recorded entries
     try:
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
+        for _ in range(reads):
             floor = written
+            for _ in range(per_read):
+                budget.put(True)
+            while written == floor:  # the writer is under way before the read starts
+                assert thread.is_alive(), "the writer died"
+                time.sleep(0.0005)
+            started = written
             numbers = [int(e["message"][2:]) for e in read_errors_since(tmp_path, 0)]
             assert numbers == list(range(len(numbers))), "gap, repeat or reorder"
             assert len(numbers) >= floor
-            reads += 1
+            overlapped += written > started
     finally:
-        stop.set()
+        budget.put(False)
         thread.join()
         index.close(timeout=None)
-    print(f"{reads} reads, {written} entries, {len(archives(tmp_path, 'errors'))} archives")
-    assert reads >= 20 and len(archives(tmp_path, "errors")) > 50
+    numbers = [int(e["message"][2:]) for e in read_errors_since(tmp_path, 0)]
+    assert numbers == list(range(reads * per_read))
+    assert len(archives(tmp_path, "errors")) > 50
+    print(f"{overlapped} of {reads} reads overlapped writes")
 
 
 def test_rotating_log_sends_errors_to_the_index(tmp_path):
