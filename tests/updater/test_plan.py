@@ -108,11 +108,37 @@ def test_failed_version_is_skipped_until_a_newer_one_is_announced() -> None:
     assert isinstance(newer, UpdatePlan) and newer.version == "1.2.0"
 
 
-def test_failed_minimum_is_skipped_too() -> None:
+def test_failed_minimum_gives_way_to_the_suggested_version_outside_the_rollout() -> None:
     result = plan_update(
-        doc(ref("1.0.0"), ref("1.1.0")), "storagenode", "0.9.0", NODE, PLATFORM, {"1.0.0"}
+        doc(ref("1.0.0"), ref("1.1.0"), percent=0),
+        "storagenode",
+        "0.9.0",
+        NODE,
+        PLATFORM,
+        {"1.0.0"},
+    )
+    assert isinstance(result, UpdatePlan) and result.version == "1.1.0"
+    assert "below the minimum 1.0.0, which failed on this node before" in result.reason
+
+
+def test_failed_minimum_and_failed_suggested_are_both_skipped() -> None:
+    result = plan_update(
+        doc(ref("1.0.0"), ref("1.1.0")), "storagenode", "0.9.0", NODE, PLATFORM, {"1.0.0", "1.1.0"}
     )
     assert isinstance(result, NoUpdate) and result.skipped_failed == "1.0.0"
+
+
+def test_minimum_without_artifact_gives_way_to_the_suggested_version() -> None:
+    d = doc(ref("1.0.0", platforms=("windows_amd64",)), ref("1.1.0"), percent=0)
+    plan = plan_update(d, "storagenode", "0.0.0", NODE, PLATFORM)
+    assert isinstance(plan, UpdatePlan) and plan.version == "1.1.0"
+    assert "has no artifact with sha256 and size for linux_amd64" in plan.reason
+
+
+def test_no_artifact_anywhere_below_the_minimum_is_no_artifact() -> None:
+    d = doc(ref("1.0.0", platforms=()), ref("1.1.0", platforms=()))
+    with pytest.raises(NoArtifact, match=r"storagenode 1\.0\.0 is announced"):
+        plan_update(d, "storagenode", "0.0.0", NODE, PLATFORM)
 
 
 def test_missing_platform_is_no_artifact() -> None:

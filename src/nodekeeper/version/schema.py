@@ -101,6 +101,10 @@ class Rollout(_Model):
 
     seed: str
     cursor: Hex64
+    # Our addition beside Storj's keys: how fast the control plane ramps this rollout, in
+    # percent per day, so a node can say when the ramp reaches it. Absent or null when
+    # the rollout does not move on its own (paused, or set by hand).
+    rate_per_day: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _seed_is_empty_or_hex(self) -> Rollout:
