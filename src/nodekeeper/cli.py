@@ -6,6 +6,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from nodekeeper import __version__
+from nodekeeper.launcher.closed_stdout import run_guarded
+
 # Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (argparse's own).
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nodekeeper",
         description="Keeps a storage node up to date and alive; steers staged rollouts.",
     )
+    parser.add_argument("--version", action="version", version=f"nodekeeper {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in _registrars():
         register(sub)
@@ -49,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_guarded(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="storagenode", description="Reference storage node: a small piece store."
     )
+    parser.add_argument("--version", action="version", version=f"storagenode {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     setup = sub.add_parser("setup", help="create the config and identity (once)")
@@ -37,21 +38,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--control-listen", default=DEFAULT_CONTROL_LISTEN, help="loopback HOST:PORT for pulse"
     )
 
+    config_dir_help = "where `setup` wrote config and identity (default: the user's config dir)"
     run = sub.add_parser("run", help="serve pieces until stopped")
-    run.add_argument("--config-dir", type=Path)
-    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--config-dir", type=Path, help=config_dir_help)
+    run.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="overrides log_level in config.toml",
+    )
 
     info = sub.add_parser("info", help="print the node ID and config as JSON")
-    info.add_argument("--config-dir", type=Path)
+    info.add_argument("--config-dir", type=Path, help=config_dir_help)
 
     sub.add_parser("version", help="print the version")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from nodekeeper.launcher.closed_stdout import run_guarded
+
+    return run_guarded(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
+    except BrokenPipeError:
+        raise  # stdout's reader has gone (`| head`): main() ends quietly
     except Exception:
         # Still one JSON line, so the keeper files it as an ERROR and not as noise.
         from storagenode.log import configure

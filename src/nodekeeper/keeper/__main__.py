@@ -11,14 +11,28 @@ import argparse
 import sys
 from pathlib import Path
 
+from nodekeeper import __version__
 from nodekeeper.cli import CommandError
 from nodekeeper.keeper.commands import run_command
+from nodekeeper.launcher.closed_stdout import run_guarded
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nodekeeper.keeper")
+    return run_guarded(lambda: _main(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m nodekeeper.keeper",
+        description="Run the keeper (the same as `nodekeeper run`), for service managers.",
+    )
+    parser.add_argument("--version", action="version", version=f"nodekeeper {__version__}")
     parser.add_argument("--config", type=Path, metavar="FILE", help="keeper config (TOML)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return run_command(args)
     except CommandError as exc:

@@ -14,6 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from nodekeeper import __version__
+
+from .closed_stdout import run_guarded
 from .run import Launcher
 from .settings import Settings, SettingsError, default_data_dir, from_keeper_config
 
@@ -33,17 +36,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the committed keeper version; after a self-update, watch the new "
         "one and fall back to the previous one if it does not come up healthy.",
     )
+    p.add_argument("--version", action="version", version=f"nodekeeper-launcher {__version__}")
     p.add_argument("--config", type=Path, metavar="FILE", help="the keeper's config (TOML)")
     p.add_argument(
         "--data-dir", type=Path, help="default: the config's data_dir, else the keeper's default"
     )
     p.add_argument("--python", default=sys.executable, help="interpreter for keeper releases")
-    p.add_argument("--probation-seconds", type=_positive, default=60.0)
-    p.add_argument("--probe-interval-seconds", type=_positive, default=1.0)
-    p.add_argument("--backoff-initial-seconds", type=_positive, default=1.0)
-    p.add_argument("--backoff-max-seconds", type=_positive, default=60.0)
-    p.add_argument("--backoff-reset-seconds", type=_positive, default=600.0)
-    p.add_argument("--stop-timeout-seconds", type=_positive, default=45.0)
+    timing = p.add_argument_group("timings (seconds)")
+    for flag, default, text in (
+        ("--probation-seconds", 60.0, "a new keeper version must answer its status API and "
+         "keep running this long to be committed"),
+        ("--probe-interval-seconds", 1.0, "how often its status API is asked during probation"),
+        ("--backoff-initial-seconds", 1.0, "first wait before restarting a keeper that exited"),
+        ("--backoff-max-seconds", 60.0, "the wait doubles per exit up to this"),
+        ("--backoff-reset-seconds", 600.0, "a keeper that ran this long starts the doubling "
+         "afresh"),
+        ("--stop-timeout-seconds", 45.0, "how long a stopping keeper may take before it is "
+         "killed"),
+    ):  # fmt: skip
+        timing.add_argument(
+            flag, type=_positive, default=default, metavar="S", help=f"{text} (default %(default)g)"
+        )
     return p
 
 
@@ -75,6 +88,10 @@ def install_stop_signals(launcher: Launcher) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_guarded(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
