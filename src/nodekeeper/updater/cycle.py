@@ -11,13 +11,22 @@ every failure case. Each cycle also retries deletions of old versions that faile
   operator can run setup), but no switch is made while the installed version waits for
   setup: no update loop and no rollback storm on a machine nobody has configured yet.
 - No identity yet: the rollout math needs the node ID, so only the minimum applies.
+- Each decision is summarised (``why``) for the status; a decision that differs from
+  the last one is logged once at INFO, a repeated one at DEBUG.
+- ``check_now`` (the status API's ``POST /update/check``) wakes the loop for a cycle at
+  once and returns that cycle's decision. Only the loop runs cycles, so there is never a
+  second one concurrently: requests during a check wait for the next cycle that starts
+  after them (several requests share it), and a request while an update is being carried
+  out is answered at once with that update instead of a check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +39,7 @@ from .errors import CheckFailed, IdentityUnavailable, NoArtifact, UpdateError
 from .machine import JournalWriteFailed, UpdateMachine
 from .plan import NoUpdate, UpdatePlan, plan_update
 from .schedule import CheckTiming, first_delay, next_delay
+from .why import NO_ARTIFACT, NOT_ANNOUNCED, decision_key, summarize
 
 log = logging.getLogger("nodekeeper.updater")
 
@@ -93,6 +103,7 @@ class UpdateCycle:
         reports: Any = None,
         rand: Callable[[], float] = random.random,
         client_factory: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.machine = machine
@@ -108,6 +119,17 @@ class UpdateCycle:
         self._said: set[str] = set()  # one-time messages already logged
         self._failure_logged: float | None = None
         self._heartbeat_sent: tuple[str, float] | None = None
+        self.clock = clock
+        self.decision: dict[str, Any] | None = None  # the last decision's summary
+        self.unreachable_since: float | None = None  # wall clock of the first failed check
+        self.identity_error: str | None = None
+        self.checking = False
+        self.updating: str | None = None  # the target of the update being carried out
+        self._wake = asyncio.Event()
+        # Callers of check_now waiting for the next cycle to start, and the ones the
+        # cycle in progress answers.
+        self._waiting: list[asyncio.Future[dict[str, Any]]] = []
+        self._answering: list[asyncio.Future[dict[str, Any]]] = []
 
     async def run(self) -> None:
         """Until cancelled: finish recovery, then check, decide, update, repeat."""
@@ -121,10 +143,47 @@ class UpdateCycle:
         )
         while True:
             self.next_check_mono = loop.time() + delay
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
             self.next_check_mono = None
-            retry_after = await self.once()
+            retry_after = await self._cycle()
             delay = next_delay(self.settings.timing, self.failures, self.rand(), retry_after)
+
+    async def _cycle(self) -> float | None:
+        """One cycle that answers the check_now callers waiting when it began."""
+        self._wake.clear()
+        self._answering, self._waiting = self._waiting, []
+        self.checking = True
+        try:
+            return await self.once()
+        finally:
+            self.checking = False
+            self.updating = None
+            self._answer()  # a cycle that ended without a decision (recovery, a bug)
+
+    async def check_now(self) -> dict[str, Any]:
+        """Run a cycle now (see the module docstring); returns its result."""
+        if self.updating is not None:
+            return self._result(busy=True)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    def _result(self, busy: bool = False) -> dict[str, Any]:
+        return {
+            "busy": busy,
+            "updating": self.updating,
+            "check": self.last_check,
+            "decision": self.decision,
+        }
+
+    def _answer(self) -> None:
+        answering, self._answering = self._answering, []
+        result = self._result()
+        for future in answering:
+            if not future.done():
+                future.set_result(result)
 
     async def once(self) -> float | None:
         """One cycle; returns the server's Retry-After if a check was refused with one."""
@@ -135,10 +194,12 @@ class UpdateCycle:
             self.failures += 1
             self._check_failed(exc)
             retry_after = exc.retry_after
+            self._answer()
         else:
             if self.failures:
                 log.info("control plane reachable again after %d failed checks", self.failures)
             self.failures = 0
+            self.unreachable_since = None
             self.checks += 1
             try:
                 await self._act(fetched.announcement)
@@ -164,7 +225,12 @@ class UpdateCycle:
         with factory() as client:
             fetched = fetch_announcement(client, self.settings.server + "/", self._previous)
         self._previous = fetched
-        self.last_check = {"ok": True, "etag": fetched.etag, "not_modified": fetched.not_modified}
+        self.last_check = {
+            "ok": True,
+            "at": self.clock(),
+            "etag": fetched.etag,
+            "not_modified": fetched.not_modified,
+        }
         return fetched
 
     async def _act(self, announcement: Announcement) -> None:
@@ -172,6 +238,8 @@ class UpdateCycle:
         if machine.state.inflight is not None:
             # An earlier cycle's update stopped half-way on an unexpected error: finish or
             # undo it first; never start another update over it.
+            self.updating = machine.state.inflight.target
+            self._answer()
             await machine.resume()
             return
         state = machine.state
@@ -182,37 +250,71 @@ class UpdateCycle:
                 f"the node is not set up; updates of {process} wait until it is "
                 "(the installed version stays)",
             )
+            self._answer()
             return
         self._said.discard("needs-setup")
+        node_id: bytes | None
         try:
             node_id = self._node_id()
         except IdentityUnavailable as exc:
+            self.identity_error = str(exc)
             self._once("identity", f"{exc}; only the minimum version applies until then")
             announcement = without_rollout(announcement, process)
-            node_id = bytes(32)
+            node_id = None
         else:
+            self.identity_error = None
             self._said.discard("identity")
+        entry = announcement.processes.get(process)
+        summary = {"current": state.current, "entry": entry, "node_id": node_id}
         try:
             decision = plan_update(
                 announcement,
                 process,
                 state.current_or_zero,
-                node_id,
+                node_id or bytes(32),
                 machine.settings.platform,
                 state.failed,
             )
         except NoArtifact as exc:
+            self._decided(summarize(code=NO_ARTIFACT, reason=str(exc), at=self.clock(), **summary))
             self._once(f"no-artifact:{exc}", str(exc), error=exc)
             return
         if isinstance(decision, NoUpdate):
-            if decision.skipped_failed:
-                self._once(f"skipped:{decision.skipped_failed}", decision.reason)
-            else:
-                log.debug("no update: %s", decision.reason)
+            found = decision.decision
+            self._decided(
+                summarize(
+                    code=found.code if found else NOT_ANNOUNCED,
+                    reason=decision.reason,
+                    skipped=decision.skipped_failed,
+                    at=self.clock(),
+                    **summary,
+                )
+            )
             self._said = {k for k in self._said if not k.startswith("journal:")}
             return
         assert isinstance(decision, UpdatePlan)
+        self._decided(
+            summarize(
+                code=decision.code,
+                reason=decision.reason,
+                target=decision.version,
+                at=self.clock(),
+                **summary,
+            )
+        )
+        self.updating = decision.version
+        self._answer()
         await machine.run(decision)
+
+    def _decided(self, summary: dict[str, Any]) -> None:
+        """Keep the decision for the status; say it at INFO when it changed."""
+        changed = decision_key(summary) != decision_key(self.decision)
+        self.decision = summary
+        if changed:
+            log.info("update decision: %s", summary["reason"])
+        else:
+            log.debug("update decision unchanged: %s", summary["reason"])
+        self._answer()
 
     def _node_id(self) -> bytes:
         if self.settings.node_id:
@@ -238,7 +340,15 @@ class UpdateCycle:
     # -- messages ----------------------------------------------------------------------
 
     def _check_failed(self, exc: CheckFailed) -> None:
-        self.last_check = {"ok": False, "error": str(exc), "failures": self.failures}
+        now_wall = self.clock()
+        if self.unreachable_since is None:
+            self.unreachable_since = now_wall
+        self.last_check = {
+            "ok": False,
+            "at": now_wall,
+            "error": str(exc),
+            "failures": self.failures,
+        }
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._failure_logged is None or now - self._failure_logged >= CHECK_FAILURE_LOG_SECONDS:
@@ -261,15 +371,21 @@ class UpdateCycle:
 
     def snapshot(self) -> dict[str, Any]:
         loop = asyncio.get_event_loop()
+        next_in = (
+            max(0.0, self.next_check_mono - loop.time())
+            if self.next_check_mono is not None
+            else None
+        )
         return {
             **self.machine.snapshot(),
             "server": self.settings.server,
             "checks": self.checks,
             "failed_checks_in_row": self.failures,
+            "unreachable_since": self.unreachable_since,
             "last_check": self.last_check,
-            "next_check_in": (
-                max(0.0, self.next_check_mono - loop.time())
-                if self.next_check_mono is not None
-                else None
-            ),
+            "checking": self.checking,
+            "next_check_in": next_in,
+            "next_check_at": self.clock() + next_in if next_in is not None else None,
+            "decision": self.decision,
+            "identity_error": self.identity_error,
         }

@@ -255,6 +255,9 @@ class UpdateMachine:
         self.resumable: UpdatePlan | None = None
         self.last_outcome: dict[str, Any] | None = None
         self.last_error: dict[str, Any] | None = None
+        # The last update that did not commit (failed, rolled back, held): kept after a
+        # later success too, so the status can say what went wrong and when.
+        self.last_failure: dict[str, Any] | None = None
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -749,6 +752,8 @@ class UpdateMachine:
             "at": self.clock(),
             **extra,
         }
+        if outcome in ("failed", "rolled-back", "held"):
+            self.last_failure = self.last_outcome
 
     def snapshot(self) -> dict[str, Any]:
         state = self.state
@@ -762,6 +767,7 @@ class UpdateMachine:
             "step": state.inflight.step.value if state.inflight else None,
             "target": state.inflight.target if state.inflight else None,
             "last_outcome": self.last_outcome,
+            "last_failure": self.last_failure,
             "last_error": self.last_error,
         }
 

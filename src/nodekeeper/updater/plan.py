@@ -22,7 +22,7 @@ persists; the helpers here keep it small and the comparisons version-aware.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nodekeeper.version.decision import UpdateDecision, decide_update
@@ -41,6 +41,8 @@ class UpdatePlan:
     platform: str
     artifact: Artifact
     reason: str
+    # The decision's code (``version.decision``), for the status; not journaled.
+    code: str = field(default="", compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the update journal."""
@@ -135,7 +137,7 @@ def plan_update(
     artifact = _artifact(entry, target, platform)
     assert artifact is not None  # unusable_versions excluded targets without one
     expanded = artifact.model_copy(update={"url": expand_url(artifact.url, platform)})
-    return UpdatePlan(process, target, platform, expanded, decision.reason)
+    return UpdatePlan(process, target, platform, expanded, decision.reason, decision.code)
 
 
 def is_failed(version: str, failed: Iterable[str]) -> bool:
