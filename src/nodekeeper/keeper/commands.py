@@ -86,17 +86,31 @@ async def serve(config: KeeperConfig, supervisor: Any) -> None:
             "is another keeper running? (status.listen)",
             EXIT_FAILURE,
         ) from None
+    network = _network_abort() if updating is not None else None
+
+    def stop() -> None:
+        supervisor.request_shutdown()
+        # At once, not after the node stopped: a check or download blocked on a slow
+        # server in a worker thread would otherwise keep the process alive after
+        # "keeper stopped" (asyncio.run waits for its threads).
+        if network is not None:
+            network.abort("the keeper is stopping")
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(signum, supervisor.request_shutdown)
+            loop.add_signal_handler(signum, stop)
         except (NotImplementedError, RuntimeError):  # Windows: the service stop calls it
-            signal.signal(signum, lambda *_: supervisor.request_shutdown())
+            signal.signal(signum, lambda *_: stop())
     log.info("keeper started; status on http://%s:%d/status", host, port)
     background = updating.start() if updating is not None else []
     try:
         await supervisor.run()
     finally:
+        # Also reached by a Windows service stop or a self-update hand-over, which call
+        # supervisor.request_shutdown() directly.
+        if network is not None:
+            network.abort("the keeper is stopping")
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -148,7 +162,11 @@ def _updating(config: KeeperConfig, supervisor: Any) -> _Updating:
     # One INFO line per check and per report would drown the keeper log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     reporter = Reporter(
-        ReporterSettings(server_url=update.server, directory=config.state_path() / "reports"),
+        ReporterSettings(
+            server_url=update.server,
+            directory=config.state_path() / "reports",
+            request_deadline=update.request_deadline_seconds,
+        ),
         IdentitySource.in_config_dir(config.node_config_path()),
     )
     ca_bundle = Path(config.expand(update.ca_bundle)) if update.ca_bundle else None
@@ -164,6 +182,7 @@ def _updating(config: KeeperConfig, supervisor: Any) -> _Updating:
             "download_settings": DownloadSettings(
                 connect_timeout=update.connect_timeout_seconds,
                 read_timeout=update.read_timeout_seconds,
+                request_deadline=update.request_deadline_seconds,
                 ca_bundle=ca_bundle,
             )
         },
@@ -202,6 +221,15 @@ def _updating(config: KeeperConfig, supervisor: Any) -> _Updating:
     from nodekeeper.selfupdater import self_update_cycle
 
     return _Updating(supervisor, reporter, cycle, self_update_cycle(config, supervisor, reporter))
+
+
+def _network_abort() -> Any:
+    """The process-wide abort every keeper HTTP client obeys, armed for this run (an
+    earlier keeper run in the same process, e.g. a test, may have fired it)."""
+    from nodekeeper.updater.netabort import KEEPER_SHUTDOWN
+
+    KEEPER_SHUTDOWN.reset()
+    return KEEPER_SHUTDOWN
 
 
 def _client(settings: Any) -> Any:

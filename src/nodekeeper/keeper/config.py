@@ -165,6 +165,9 @@ class UpdateConfig(_Section):
     preflight_timeout_seconds: Seconds = 30.0
     connect_timeout_seconds: Seconds = 10.0
     read_timeout_seconds: Seconds = 30.0
+    # A check and a report send must be over within this long, however slowly the server
+    # answers (the read timeout is per read). Downloads have a speed floor instead.
+    request_deadline_seconds: Seconds = 60.0
     ca_bundle: str | None = None
     # The node's "database is newer than this code" exit code (the reference node's 65):
     # an old version refusing to start after a failed update means a migration ran.

@@ -22,7 +22,10 @@ sending more than the announced size is cut off here at once (through
   bundle; redirects are followed (the integrity comes from the sha256, not the host).
 
 Blocking by design: the keeper runs it with ``asyncio.to_thread`` and stops it through
-``cancel`` (checked between chunks), so the event loop never waits on the disk.
+``cancel`` (checked between chunks), so the event loop never waits on the disk. A keeper
+that stops does not wait for the next chunk: the client's ``abort`` (``netabort``) shuts
+the socket down, which wakes a read blocked on a silent server at once
+(``DownloadCancelled``, the ``.part`` kept).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -48,6 +52,7 @@ from .errors import (
     VerificationFailed,
     storage_error,
 )
+from .netabort import DEFAULT_REQUEST_DEADLINE, KEEPER_SHUTDOWN, NetworkAbort, request_hook
 from .storage import MiB, check_free_space, remove_file
 from .verify import PART_SUFFIX, check_served_size, check_within_size
 
@@ -82,10 +87,26 @@ class DownloadSettings:
     ca_bundle: Path | None = None  # PEM file of extra/private roots; None: system roots
     free_space_margin: int = DEFAULT_FREE_SPACE_MARGIN
     speed_floor: SpeedFloor = SpeedFloor()
+    # Whole-request deadline of a check (checker.fetch_announcement); downloads have the
+    # speed floor instead, since a big artifact on a slow line may take an hour.
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE
+    # What ends every request of this client at once: the keeper stopping.
+    abort: NetworkAbort = KEEPER_SHUTDOWN
 
 
-def make_client(settings: DownloadSettings = DownloadSettings()) -> httpx.Client:
-    """The keeper's HTTP client: timeouts, TLS verified, proxies from the environment."""
+class KeeperClient(httpx.Client):
+    """An ``httpx.Client`` whose requests end when ``abort`` fires (their sockets are shut
+    down, see ``netabort``), carrying the check deadline it was configured with."""
+
+    def __init__(self, *, request_deadline: float, abort: NetworkAbort, **kwargs: Any) -> None:
+        super().__init__(event_hooks={"request": [request_hook(abort)]}, **kwargs)
+        self.request_deadline = request_deadline
+        self.abort = abort
+
+
+def make_client(settings: DownloadSettings = DownloadSettings()) -> KeeperClient:
+    """The keeper's HTTP client: timeouts, TLS verified, proxies from the environment,
+    every request ended at once when the keeper stops."""
     verify: ssl.SSLContext | bool = True
     if settings.ca_bundle is not None:
         try:
@@ -98,7 +119,14 @@ def make_client(settings: DownloadSettings = DownloadSettings()) -> httpx.Client
         write=settings.read_timeout,
         pool=settings.connect_timeout,
     )
-    return httpx.Client(timeout=timeout, verify=verify, trust_env=True, follow_redirects=True)
+    return KeeperClient(
+        request_deadline=settings.request_deadline,
+        abort=settings.abort,
+        timeout=timeout,
+        verify=verify,
+        trust_env=True,
+        follow_redirects=True,
+    )
 
 
 def artifact_file_name(process: str, version: str, platform: str) -> str:
@@ -193,18 +221,15 @@ class _Transfer:
                     self.start_over()  # the server ignored Range: take the file from 0
                 self._check_length(response)
                 self._write_body(response)
-        except httpx.TimeoutException as exc:
-            raise DownloadFailed(
-                f"download of {url} stalled after {self.have} of {self.artifact.size} bytes "
-                f"({type(exc).__name__}); the next attempt resumes",
-                received=self.have,
-            ) from None
         except httpx.HTTPError as exc:
-            raise DownloadFailed(
-                f"download of {url} failed after {self.have} of {self.artifact.size} bytes: "
-                f"{str(exc) or type(exc).__name__}; the next attempt resumes",
-                received=self.have,
-            ) from None
+            abort = getattr(self.client, "abort", None)
+            if isinstance(abort, NetworkAbort) and abort.aborted:
+                raise DownloadCancelled(
+                    f"download of {url} cut short after {self.have} bytes: {abort.reason}; "
+                    "the next attempt resumes",
+                    received=self.have,
+                ) from None
+            raise self._failure(exc) from None
         if self.have < self.artifact.size:
             # A body delimited by the connection closing (no Content-Length) ended early.
             raise DownloadFailed(
@@ -212,6 +237,20 @@ class _Transfer:
                 f"{self.artifact.size} bytes; the next attempt resumes",
                 received=self.have,
             )
+
+    def _failure(self, exc: httpx.HTTPError) -> DownloadFailed:
+        url = self.artifact.url
+        if isinstance(exc, httpx.TimeoutException):
+            return DownloadFailed(
+                f"download of {url} stalled after {self.have} of {self.artifact.size} bytes "
+                f"({type(exc).__name__}); the next attempt resumes",
+                received=self.have,
+            )
+        return DownloadFailed(
+            f"download of {url} failed after {self.have} of {self.artifact.size} bytes: "
+            f"{str(exc) or type(exc).__name__}; the next attempt resumes",
+            received=self.have,
+        )
 
     def _start_offset(self, response: httpx.Response) -> int:
         status = response.status_code

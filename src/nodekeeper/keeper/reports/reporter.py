@@ -33,6 +33,7 @@ from nodekeeper.keeper.reports.policy import (
 from nodekeeper.keeper.reports.queue import QueueLimits
 from nodekeeper.keeper.reports.record import RecordError, build_report, make_record
 from nodekeeper.keeper.reports.sender import Answer, post_report, reports_url
+from nodekeeper.updater.netabort import DEFAULT_REQUEST_DEADLINE
 from nodekeeper.version.reports import ReportKind, new_report_id
 
 log = logging.getLogger("nodekeeper.keeper.reports")
@@ -56,6 +57,8 @@ class ReporterSettings:
     limits: QueueLimits = field(default_factory=QueueLimits)
     timing: RetryTiming = field(default_factory=RetryTiming)
     request_timeout: float = 10.0
+    # The whole POST, however the server trickles its answer (update.request_deadline_seconds).
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE
     # While the identity cannot be read (node not set up), look again this often.
     identity_retry_seconds: float = 60.0
     # A CA bundle for a control plane behind a private CA (the updater's update.ca_bundle);
@@ -233,7 +236,9 @@ class Reporter:
             return 0.0
         self.stats.attempts += 1
         self.stats.last_attempt_at = time.monotonic()
-        answer = await post_report(client, self._url, report, identity.key)
+        answer = await post_report(
+            client, self._url, report, identity.key, deadline=self.settings.request_deadline
+        )
         self.stats.last_status = answer.status
         verdict = Verdict.RETRY if answer.status is None else classify_status(answer.status)
         if verdict is Verdict.DELIVERED:

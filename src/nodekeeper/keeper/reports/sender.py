@@ -6,12 +6,14 @@ ends as an ``Answer``; nothing from here raises into the reporter except cancell
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from nodekeeper.updater.netabort import DEFAULT_REQUEST_DEADLINE
 from nodekeeper.version.reports import Report, encode_report, sign_report
 
 REPORTS_PATH = "/v1/reports"
@@ -33,14 +35,28 @@ def reports_url(server_url: str) -> str:
 
 
 async def post_report(
-    client: httpx.AsyncClient, url: str, report: Report, key: Ed25519PrivateKey
+    client: httpx.AsyncClient,
+    url: str,
+    report: Report,
+    key: Ed25519PrivateKey,
+    *,
+    deadline: float = DEFAULT_REQUEST_DEADLINE,
 ) -> Answer:
+    """POST ``report``; the whole exchange must end within ``deadline`` seconds. httpx's
+    timeouts are per read, so a server that trickles its answer one byte at a time
+    would otherwise hold the sender (and every queued report behind it) for as long as
+    it likes. Cancelling the awaiting task ends the request at once."""
     body = encode_report(report)
     headers = {"Content-Type": "application/json", **sign_report(body, key)}
     try:
-        async with client.stream("POST", url, content=body, headers=headers) as response:
-            head = await _read_some(response)
-            return Answer(response.status_code, response.headers.get("retry-after"), _detail(head))
+        async with asyncio.timeout(deadline):
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                head = await _read_some(response)
+                return Answer(
+                    response.status_code, response.headers.get("retry-after"), _detail(head)
+                )
+    except TimeoutError:
+        return Answer(None, None, f"no complete answer within {deadline:g} s (deadline)")
     except httpx.HTTPError as exc:
         return Answer(None, None, f"{type(exc).__name__}: {exc}"[:MAX_DETAIL_CHARS] or "no answer")
     except (OSError, ValueError) as exc:  # e.g. an invalid URL, a socket error httpx let by
