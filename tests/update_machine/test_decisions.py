@@ -475,7 +475,7 @@ def test_status_rows_flag_a_hold_first() -> None:
     assert rows["UPDATE HELD"] == "on 1.1.0: migration ran"
     assert rows["installed"] == "1.1.0 (previous 1.0.0)"
     assert rows["failed versions"] == "1.1.0"
-    assert rows["next check in"] == "00:01:01"
+    assert rows["next check"] == "in 00:01:01"
     assert update_rows(None) == []
     idle = {**update, "held": None, "failed": [], "last_outcome": None, "next_check_in": None}
     idle.update(current=None, previous=None, step="download", target="1.0.0")

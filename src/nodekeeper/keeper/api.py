@@ -1,31 +1,89 @@
-"""The keeper's status API on loopback: ``GET /status`` (JSON) and ``GET /metrics``.
+"""The keeper's status API on loopback: ``GET /status`` (JSON), ``GET /metrics`` and
+``POST /update/check``.
 
-Read-only and unauthenticated, which is why it only ever binds a loopback address (the
-config refuses anything else). The tray app and ``nodekeeper status`` read it.
+Unauthenticated, which is why it only ever binds a loopback address (the config refuses
+anything else). The tray app and ``nodekeeper status`` read it.
+
+``POST /update/check`` (``nodekeeper update check``) asks the update loop for a check
+cycle now and answers with its decision. It is safe to expose on loopback: it runs the
+same cycle the keeper runs on its own (never a second one concurrently: callers share
+the next cycle), it changes nothing an announcement would not change anyway, and it has
+a deadline. Its answers: 200 with ``{"busy", "updating", "check", "decision"}``; 409
+with the same when an update is being carried out (no check then); 404 when the keeper
+has no ``[update]`` table; 504 when the cycle did not decide within the deadline (it
+goes on in the background).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nodekeeper.keeper import loopback, metrics
 
 JSON = "application/json"
+CHECK_PATH = "/update/check"
+# Long enough for a check against a slow control plane (its own request deadline bounds
+# it), short enough that a caller is never left hanging.
+CHECK_DEADLINE_SECONDS = 120.0
+NO_UPDATES = (
+    "this keeper has no [update] table: it does not manage updates, so there is nothing "
+    "to check (add [update] with server = ... to its config and restart it)"
+)
+
+Check = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _json(status: int, data: Any) -> tuple[int, str, bytes]:
+    return status, JSON, json.dumps(data, indent=1).encode() + b"\n"
+
+
+def find_check(snapshot: Callable[[], dict[str, Any]]) -> Check | None:
+    """The ``check_now`` of the object whose ``snapshot`` the API serves (the keeper's
+    updater, ``commands._Updating``); None when updates are not managed."""
+    return getattr(getattr(snapshot, "__self__", None), "check_now", None)
 
 
 async def serve_status(
-    host: str, port: int, snapshot: Callable[[], dict[str, Any]]
+    host: str,
+    port: int,
+    snapshot: Callable[[], dict[str, Any]],
+    check: Check | None = None,
+    check_deadline: float = CHECK_DEADLINE_SECONDS,
 ) -> asyncio.Server:
+    check = check or find_check(snapshot)
+
     async def handle(method: str, path: str) -> tuple[int, str, bytes]:
+        if path == CHECK_PATH:
+            if method != "POST":
+                return 405, "text/plain", b"only POST\n"
+            return await _check(check, check_deadline)
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"only GET\n"
         if path in ("/", "/status"):
-            return 200, JSON, json.dumps(snapshot(), indent=1).encode() + b"\n"
+            return _json(200, snapshot())
         if path == "/metrics":
             return 200, metrics.CONTENT_TYPE, metrics.render(snapshot)
         return 404, "text/plain", b"not found; try /status or /metrics\n"
 
     return await loopback.serve(host, port, handle)
+
+
+async def _check(check: Check | None, deadline: float) -> tuple[int, str, bytes]:
+    if check is None:
+        return _json(404, {"error": NO_UPDATES})
+    try:
+        # shield: a caller that gives up must not cancel the cycle the others share.
+        result = await asyncio.wait_for(asyncio.shield(check()), deadline)
+    except TimeoutError:
+        return _json(
+            504,
+            {
+                "error": f"the check did not decide within {deadline:g} s (a slow or "
+                "unreachable control plane?); it goes on in the background: see "
+                "`nodekeeper status`"
+            },
+        )
+    return _json(409 if result.get("busy") else 200, result)

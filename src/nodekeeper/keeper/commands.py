@@ -9,13 +9,17 @@ import json
 import logging
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nodekeeper.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 from nodekeeper.keeper.config import DEFAULT_STATUS_PORT, ConfigError, KeeperConfig, load_config
+
+# The human status lives in status_view; these names stay importable from here.
+from nodekeeper.keeper.status_view import status_rows, update_rows
+
+__all__ = ["register", "run_command", "serve", "status_command", "status_rows", "update_rows"]
 
 log = logging.getLogger("nodekeeper.keeper")
 
@@ -39,6 +43,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"the keeper's status URL (default http://127.0.0.1:{DEFAULT_STATUS_PORT})",
     )
     status.set_defaults(handler=status_command)
+
+    update = subparsers.add_parser(
+        "update", help="ask the running keeper about updates of the node"
+    )
+    update_sub = update.add_subparsers(dest="update_command", metavar="COMMAND", required=True)
+    check = update_sub.add_parser(
+        "check",
+        help="check for a new version now and print the decision",
+        description="Ask the running keeper to check the control plane now (without "
+        "restarting the node) and print what it decided. A decided update goes on in the "
+        "keeper; follow it with `nodekeeper status`.",
+    )
+    check.add_argument("--json", action="store_true", help="print the answer as JSON")
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=150.0,
+        metavar="SECONDS",
+        help="give up waiting for the keeper after SECONDS (default 150)",
+    )
+    where = check.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, metavar="FILE", help="find the keeper from FILE")
+    where.add_argument(
+        "--url",
+        help=f"the keeper's status URL (default http://127.0.0.1:{DEFAULT_STATUS_PORT})",
+    )
+    check.set_defaults(handler=update_check_command)
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -136,6 +167,10 @@ class _Updating:
         if self.self_cycle is not None:
             tasks.append(asyncio.create_task(self.self_cycle.run()))
         return tasks
+
+    async def check_now(self) -> dict[str, Any]:
+        """``POST /update/check``: a check cycle now (see keeper.api)."""
+        return await self.cycle.check_now()
 
     def snapshot(self) -> dict[str, Any]:
         data = self.supervisor.snapshot()
@@ -278,15 +313,19 @@ def _setup_logging(config: KeeperConfig) -> _KeeperLogs:
 # -- status ------------------------------------------------------------------------------
 
 
-def status_command(args: argparse.Namespace) -> int:
+def _status_base(args: argparse.Namespace) -> str:
+    """The keeper's status API base URL, from --url or the config's status.listen."""
     if args.url:
         url = args.url.rstrip("/")
-    else:
-        host, port = _load(args.config).status_host_port()
-        url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
-    if not url.endswith("/status"):
-        url += "/status"
+        return url.removesuffix("/status")
+    host, port = _load(args.config).status_host_port()
+    return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+
+def status_command(args: argparse.Namespace) -> int:
+    url = _status_base(args) + "/status"
     from nodekeeper.keeper import loopback
+    from nodekeeper.keeper.status_view import render_status
 
     try:
         response = asyncio.run(loopback.request("GET", url, timeout=5.0))
@@ -298,104 +337,11 @@ def status_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        _print_table(data)
+        sys.stdout.write(render_status(data))
     return EXIT_OK
 
 
-def _print_table(data: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def update_check_command(args: argparse.Namespace) -> int:
+    from nodekeeper.keeper.update_check import run_update_check
 
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in status_rows(data):
-        table.add_row(key, value)
-    Console(file=sys.stdout).print(table)
-
-
-def status_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """The human view of the status JSON, one (label, text) per row."""
-    mem, cpu = data["memory"], data["cpu"]
-    state = data["state"] + (" (crash loop flagged)" if data["crash_loop"] else "")
-    rows = [
-        ("state", state),
-        ("pid", str(data["pid"] or "-")),
-        ("version", data["version"] or "-"),
-        ("uptime", _duration(data["uptime_seconds"])),
-        ("restarts", f"{data['restarts']} ({data['recent_failures']} failures in the window)"),
-    ]
-    if data["next_start_in"] is not None:
-        rows.append(("next start in", _duration(data["next_start_in"])))
-    last = data["last_exit"]
-    if last:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["at"]))
-        rows.append(("last exit", f"{last['reason']}: {last['detail']} at {when}"))
-    pulse = data["last_pulse"]
-    if pulse:
-        ok = "ok" if pulse["ok"] else f"failed: {pulse['detail']}"
-        rows.append(
-            ("last pulse", f"{ok} ({pulse['seconds'] * 1000:.0f} ms, {data['probe']['kind']})")
-        )
-    hard = _bytes(mem["hard_limit"])
-    if mem["hard_limit"] is not None:
-        hard += f" via {mem['hard_mechanism']}"
-    rows.append(
-        ("memory", f"{_bytes(mem['bytes'])} ({mem['kind'] or '-'}); soft limit "
-         f"{_bytes(mem['soft_limit'])}, hard limit {hard}")
-    )  # fmt: skip
-    pct = "-" if cpu["percent"] is None else f"{cpu['percent']:.1f} %"
-    cap = "no cap"
-    if cpu["rate_limit_percent"] is not None:
-        cap = f"cap {cpu['rate_limit_percent']:g} % via {cpu['rate_mechanism']}"
-    cores = "all cores" if cpu["cores"] is None else "cores " + ",".join(map(str, cpu["cores"]))
-    rows.append(("cpu", f"{pct}; {cap}; {cores}; priority {cpu['priority']}"))
-    rows.extend(("note", note) for note in data["limit_notes"])
-    rows.extend(update_rows(data.get("update")))
-    return rows
-
-
-def update_rows(update: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The updater's part of the status table (none when updates are not managed)."""
-    if not update:
-        return []
-    rows = []
-    if update["held"]:
-        held = update["held"]
-        rows.append(("UPDATE HELD", f"on {held['version']}: {held['message']}"))
-    current = update["current"] or "nothing installed"
-    if update["previous"]:
-        current += f" (previous {update['previous']})"
-    rows.append(("installed", current))
-    if update["step"]:
-        rows.append(("updating", f"to {update['target']}: {update['step']}"))
-    if update["failed"]:
-        rows.append(("failed versions", ", ".join(update["failed"])))
-    outcome = update["last_outcome"]
-    if outcome:
-        rows.append(("last update", f"{outcome['outcome']}: {outcome['message']}"))
-    if update["next_check_in"] is not None:
-        rows.append(("next check in", _duration(update["next_check_in"])))
-    return rows
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}d {text}" if days else text
-
-
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
+    return run_update_check(_status_base(args), args.timeout, args.json)

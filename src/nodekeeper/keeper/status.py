@@ -1,10 +1,19 @@
-"""What the supervisor knows about the node right now, as the status API serves it."""
+"""What the supervisor knows about the node right now, as the status API serves it.
+
+Monitoring reads these as fields, not log text (DESIGN.md "Status API fields"):
+``healthy_since`` (wall clock), ``consecutive_failures`` and ``restart_delay_seconds``
+(the backoff the next crash would get), ``tree_tracking`` (how the node's process tree
+is held together: cgroup, job object, or the process-group fallback) and ``logs`` (the
+log directory's size against its cap).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nodekeeper.keeper.states import State
@@ -56,6 +65,7 @@ class NodeStatus:
     processes: int | None = None
     soft_limit_restarts: int = 0
     limits: LimitReport = field(default_factory=LimitReport)
+    tree: dict[str, Any] | None = None  # the running tree's identity (ProcessHandle.identity)
 
     def uptime(self, now_mono: float | None = None) -> float | None:
         if self.started_mono is None:
@@ -67,10 +77,42 @@ class NodeStatus:
         self.exits.append(info)
 
 
+def tree_tracking(identity: dict[str, Any] | None) -> str | None:
+    """How the node's process tree is tracked, from its handle's identity (pure); None
+    while no node runs."""
+    if identity is None:
+        return None
+    if identity.get("cgroup"):
+        return "cgroup"
+    if identity.get("job"):
+        return "job-object"
+    return "process-group"  # the fallback: a descendant that calls setsid escapes it
+
+
+def directory_bytes(path: Path) -> int | None:
+    """Bytes in the files of ``path`` and below (None if it cannot be read)."""
+    total = 0
+    try:
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(root, name)).st_size
+                except OSError:
+                    continue  # rotated or deleted while walking
+    except OSError:
+        return None
+    return total if path.is_dir() else None
+
+
 def as_dict(status: NodeStatus, config_view: dict[str, Any], platform_name: str) -> dict[str, Any]:
     """The JSON the status API serves (and `nodekeeper status --json` prints)."""
     pulse = status.last_pulse
     version = pulse.data.get("version") if pulse and pulse.data else None
+    healthy_since = (
+        time.time() - (time.monotonic() - status.healthy_since_mono)
+        if status.healthy_since_mono is not None
+        else None
+    )
     return {
         "state": status.state.value,
         "pid": status.pid,
@@ -80,6 +122,10 @@ def as_dict(status: NodeStatus, config_view: dict[str, Any], platform_name: str)
         "restarts": status.restarts,
         "crash_loop": status.crash_loop,
         "recent_failures": status.recent_failures,
+        "healthy_since": healthy_since,
+        "consecutive_failures": config_view.get("consecutive_failures", 0),
+        "restart_delay_seconds": config_view.get("restart_delay_seconds"),
+        "tree_tracking": tree_tracking(status.tree),
         "next_start_in": (
             max(0.0, status.next_start_at - time.time()) if status.next_start_at else None
         ),
@@ -115,5 +161,6 @@ def as_dict(status: NodeStatus, config_view: dict[str, Any], platform_name: str)
         },
         "processes": status.processes,
         "limit_notes": list(status.limits.notes),
+        "logs": config_view.get("logs"),
         "platform": platform_name,
     }

@@ -30,12 +30,13 @@ from nodekeeper.keeper.policy import (
     ProbeVerdict,
     RestartBackoff,
     SoftLimitCounter,
+    backoff_delay,
     cpu_percent,
     decide_after_exit,
 )
 from nodekeeper.keeper.probes import HttpProbe, Probe, ProcessProbe, TcpProbe
 from nodekeeper.keeper.states import Event, State, transition
-from nodekeeper.keeper.status import ExitInfo, NodeStatus, PulseInfo
+from nodekeeper.keeper.status import ExitInfo, NodeStatus, PulseInfo, directory_bytes
 from nodekeeper.keeper.status import as_dict as status_dict
 from nodekeeper.platform.base import LaunchSpec, Platform, ProcessHandle, ResourceLimits
 
@@ -203,6 +204,16 @@ class Supervisor:
             "memory_hard": self.config.limits.memory_hard,
             "cpu_rate_percent": self.config.limits.cpu_rate_percent,
             "cpu_cores": list(self.cores) if self.cores is not None else None,
+            "consecutive_failures": self.backoff.failures,
+            # What the next crash would wait (the backoff as it stands now).
+            "restart_delay_seconds": backoff_delay(
+                self.backoff.failures, self.backoff.initial, self.backoff.maximum
+            ),
+            "logs": {
+                "directory": str(self.config.logs_path()),
+                "bytes": directory_bytes(self.config.logs_path()),
+                "cap_bytes": self.config.logs.total_cap,
+            },
         }
         return status_dict(self.status, view, self.platform.name)
 
@@ -319,6 +330,7 @@ class Supervisor:
         st.pid, st.started_at, st.started_mono = handle.pid, time.time(), now
         st.healthy_since_mono = None
         st.limits = handle.limits
+        st.tree = handle.identity()
         st.probe_failures = 0
         st.memory_bytes = st.cpu_percent = st.processes = None
         self._exit_detail = ""
