@@ -69,11 +69,20 @@ def _version_ref(process: ProcessRecord, version: str, public_url: str) -> dict[
     }
 
 
-def _rollout(process: ProcessRecord, at: float) -> dict[str, str]:
+def _rollout(process: ProcessRecord, at: float) -> dict[str, Any]:
     if process.rollout is None:
         return {"seed": "", "cursor": ZERO_CURSOR.hex()}
-    percent = ramp.percent_at(process.rollout.ramp, at)
-    return {"seed": process.rollout.seed, "cursor": percentage_to_cursor(percent).hex()}
+    state = process.rollout.ramp
+    percent = ramp.percent_at(state, at)
+    # Our addition beside Storj's keys (optional for clients): how fast the ramp moves, so
+    # a node can tell its operator when the rollout will reach it; null when it does not
+    # move on its own (paused, set by hand, complete).
+    rate = state.rate_per_day if ramp.phase(state, at) == "running" else None
+    return {
+        "seed": process.rollout.seed,
+        "cursor": percentage_to_cursor(percent).hex(),
+        "rate_per_day": rate or None,
+    }
 
 
 def build_document(snapshot: Snapshot, at: float, public_url: str) -> dict[str, Any]:
