@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -14,6 +15,8 @@ from nodekeeper.server.client import AdminClientError
 from nodekeeper.server.commands import parse_listen
 from nodekeeper.version.versions import parse_version
 
+from .instance import InstanceLock
+from .leftovers import RunRecord, Started, end_leftovers
 from .system import (
     ControlPlaneThread,
     KeeperProcess,
@@ -37,8 +40,36 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("nodekeeper", appauthor=False)) / "quickstart"
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+class Stopper:
+    """SIGINT, SIGTERM and SIGHUP (the terminal was closed) all end the run the same way:
+    as a KeyboardInterrupt in the main thread, once. A second signal while the keeper is
+    being stopped is ignored, so the orderly stop is not cut short (and if quickstart is
+    killed outright, the keeper's parent-death signal still stops it)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.hung_up = False
+
+    def install(self) -> None:
+        # uvicorn only handles signals on its own main thread; these are ours.
+        for name in self.SIGNALS:
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            self.hung_up = True
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+
+
+def _say(text: str) -> None:
+    """Print, unless the terminal is gone (after SIGHUP a write fails with EIO)."""
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
 
 
 class Demo:
@@ -102,42 +133,73 @@ class Demo:
             self.phase = "done"
             self.feed.add(f"done: the node runs {self.target}; Ctrl-C stops everything")
 
+    def headline(self) -> str:
+        """The current phase in one line (the live view keeps it on screen)."""
+        if self.phase == "installing":
+            return f"installing {PROCESS} (the keeper downloads and starts it)"
+        if self.phase == "publishing":
+            return "publishing a newer version"
+        if self.phase == "ramping":
+            return f"rolling out {self.target}: {self.percent:.0f} % of nodes"
+        if self.phase == "committing":
+            return f"{self.target} runs; the keeper commits it after its probation"
+        return f"done: the node runs {self.target}; Ctrl-C stops everything"
+
     @staticmethod
     def _settled_on(version: str | None, update: dict[str, Any], running: bool) -> bool:
         return running and update.get("current") == version and not update.get("step")
 
 
 def run_quickstart(data_dir: Path | None, listen: str, plain: bool | None = None) -> int:
-    data_dir = data_dir or default_data_dir()
+    # Absolute: the keeper's command line names it, and the next run looks for that.
+    data_dir = (data_dir or default_data_dir()).absolute()
     host, port = parse_listen(listen)
     plain = (not sys.stdout.isatty()) if plain is None else plain
-    ports = Ports.load_or_choose(data_dir)
+    stopper = Stopper()
+    stopper.install()
+    # The lock refuses while another quickstart runs on data_dir. A signal before the
+    # keeper existed (while ending leftovers) needs no stopping: suppressed.
+    with InstanceLock(data_dir), contextlib.suppress(KeyboardInterrupt):
+        _run(data_dir, host, port, plain, stopper)
+    _say("stopped cleanly")
+    return 0
+
+
+def _run(data_dir: Path, host: str, port: int, plain: bool, stopper: Stopper) -> None:
     keeper_dir = data_dir / "keeper"
     feed = Feed()
-    cp = ControlPlaneThread(data_dir / "control-plane", host, port)
+    record = RunRecord(data_dir)
+    ports = Ports.load_or_choose(data_dir)
     keeper = KeeperProcess(data_dir / "keeper.toml", data_dir / "keeper.out", ports.keeper_status)
-    # uvicorn only handles signals on its own main thread; SIGTERM ends us like Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Before anything binds a port or publishes: an earlier run's keeper would answer on
+    # the same status port, and quickstart would drive the wrong keeper.
+    ended = end_leftovers(record, keeper.config, keeper_dir / "storagenode")
+    if ended:
+        what = ", ".join(f"{s.role} pid {s.pid}" for s in ended)
+        feed.add(f"ended what an earlier run left running: {what}", "warning")
+    cp = ControlPlaneThread(data_dir / "control-plane", host, port)
     try:
         cp.start()
         feed.add(f"control plane up at {cp.url}/ (admin token: {cp.token_source})")
         demo = Demo(cp, data_dir / "releases", feed)
         demo.prepare(cp.status())
         set_up_node(keeper_dir / "storagenode", data_dir / "storage", ports)
-        write_keeper_config(data_dir / "keeper.toml", keeper_dir, cp.url, ports)
+        write_keeper_config(keeper.config, keeper_dir, cp.url, ports)
         keeper.start()
+        record.add(Started.of("keeper", keeper.pid or 0))
         feed.add(f"keeper started (logs in {keeper_dir / 'logs'})")
-        _loop(cp, keeper, demo, feed, keeper_dir / "logs", plain)
+        _loop(cp, keeper, demo, feed, keeper_dir / "logs", plain, record)
     except KeyboardInterrupt:
-        feed.add("stopping: keeper (and node), then control plane")
-        _emit(feed, plain)
+        if not stopper.hung_up:
+            feed.add("stopping: keeper (and node), then control plane")
+            _emit(feed, plain)
     except AdminClientError as exc:
         raise CommandError(f"quickstart could not drive the control plane: {exc}") from None
     finally:
+        stopper.stopping = True
         keeper.stop()
         cp.stop()
-    print("stopped cleanly", flush=True)
-    return 0
+        record.forget_ended()
 
 
 def _emit(feed: Feed, plain: bool) -> None:
@@ -145,7 +207,7 @@ def _emit(feed: Feed, plain: bool) -> None:
     if plain:
         for event in feed.take_unread():
             stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-            print(f"{stamp} {event.text}", flush=True)
+            _say(f"{stamp} {event.text}")
 
 
 def _loop(
@@ -155,10 +217,11 @@ def _loop(
     feed: Feed,
     logs_dir: Path,
     plain: bool,
+    record: RunRecord,
 ) -> None:
     from rich.live import Live
 
-    hint = f"announcement: {cp.url}/   keeper status: {keeper.status_url}   Ctrl-C stops"
+    hint = f"Ctrl-C stops   keeper status: {keeper.status_url}"
     previous: dict[str, Any] | None = None
     errors_since = time.time()
     live = None if plain else Live(auto_refresh=False, screen=False)
@@ -169,6 +232,8 @@ def _loop(
             if keeper.exited() is not None:
                 raise CommandError(f"the keeper exited ({keeper.exited()}); see {keeper.log_path}")
             status = keeper.status()
+            if status and status.get("pid"):
+                record.add(Started.of("node", status["pid"]))
             for change in status_changes(previous, status):
                 feed.add(change)
             previous = status
@@ -180,9 +245,19 @@ def _loop(
             rollouts = cp.status()
             demo.tick(status, rollouts)
             if live:
-                live.update(render(rollouts, status, feed, hint), refresh=True)
+                screen = render(
+                    rollouts,
+                    status,
+                    feed,
+                    hint,
+                    headline=demo.headline(),
+                    rows=live.console.size.height,
+                    control_plane=f"{cp.url}/",
+                )
+                live.update(screen, refresh=True)
             _emit(feed, plain)
             time.sleep(TICK)
     finally:
         if live:
-            live.stop()
+            with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+                live.stop()

@@ -1,7 +1,18 @@
-"""The local system's parts: control plane (in this process), node set-up, keeper process."""
+"""The local system's parts: control plane (in this process), node set-up, keeper process.
+
+Who ends what (DESIGN.md, "Quickstart lifecycle"): the control plane is a thread of
+quickstart, so it ends with it; the keeper is a child process that quickstart stops
+gracefully on every exit it gets to run code for, and that on Linux also gets SIGTERM
+from the kernel when quickstart dies without that chance (kill -9, a crash of the
+interpreter): PR_SET_PDEATHSIG. The keeper stops the node (and its own parent-death
+signal takes the node if the keeper itself is killed). What is left anyway is ended by
+the next run (:mod:`nodekeeper.quickstart.leftovers`).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import signal
@@ -24,6 +35,20 @@ from nodekeeper.server.settings import ServerSettings
 from nodekeeper.version.platforms import this_platform
 
 PORTS_FILE = "ports.json"
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Any:
+    # Resolved here, in the parent: between fork and exec only async-signal-safe work.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+
+_prctl = _load_prctl()
 
 
 def _free_port() -> int:
@@ -128,6 +153,8 @@ def write_keeper_config(path: Path, keeper_dir: Path, control_plane: str, ports:
             "start_grace_seconds": 30.0,
         },
         "restart": {"backoff_initial_seconds": 1.0},
+        # The node set up above, not the default 127.0.0.1:7778 (maybe another real node).
+        "stop": {"shutdown_url": f"http://127.0.0.1:{ports.node_control}/shutdown"},
         "status": {"listen": f"127.0.0.1:{ports.keeper_status}"},
         "update": {
             "server": control_plane,
@@ -141,6 +168,19 @@ def write_keeper_config(path: Path, keeper_dir: Path, control_plane: str, ports:
     path.write_text(tomli_w.dumps(config))
 
 
+def _die_with(parent: int) -> Any:
+    """Run in the keeper between fork and exec: SIGTERM (a graceful stop: the keeper then
+    stops the node) when quickstart dies, however it dies."""
+    prctl = _prctl
+
+    def setup() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # quickstart died before prctl took effect
+            os._exit(1)
+
+    return setup
+
+
 class KeeperProcess:
     """`nodekeeper run` as its own process, the way a service manager would start it."""
 
@@ -150,16 +190,25 @@ class KeeperProcess:
         self.status_url = f"http://127.0.0.1:{status_port}/status"
         self.proc: subprocess.Popen | None = None
 
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "nodekeeper", "run", "--config", str(self.config)]
+
     def start(self) -> None:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nodekeeper", "run", "--config", str(self.config)],
+            self.argv(),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            # Its own group: Ctrl-C in this terminal reaches us, and we stop it in order.
+            # Its own session: Ctrl-C or a hang-up of this terminal reaches only us, and we
+            # stop the keeper in order.
             start_new_session=os.name == "posix",
+            preexec_fn=_die_with(os.getpid()) if _prctl is not None else None,
         )
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
 
     def status(self) -> dict[str, Any] | None:
         try:

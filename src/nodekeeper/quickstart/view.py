@@ -2,6 +2,13 @@
 
 ``status_changes`` is pure (two keeper snapshots in, sentences out); ``render`` turns the
 current picture into a rich renderable. Neither does I/O.
+
+The screen is built to a line budget: it must fit the terminal it is shown in, down to
+a standard 80×24, because ``rich.live`` crops whatever does not fit from the bottom,
+which is exactly where the newest events and the "done" line are. Every line is one
+terminal line (no wrapping: long text ends in "…"; the full text is in the keeper's
+log and in ``--plain``), so the height is known before rendering, and the events get
+whatever rows the fixed part leaves, newest last.
 """
 
 from __future__ import annotations
@@ -15,6 +22,14 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+# Enough to fill a tall terminal; a short one shows the newest that fit.
+FEED_LENGTH = 60
+# Rows of the screen that are not events: control plane title and table header, three
+# keeper lines, the headline, the events title, the hint, and the terminal's cursor line
+# (rich.live leaves the cursor below the frame; a frame as tall as the terminal scrolls).
+FIXED_ROWS = 2 + 3 + 1 + 1 + 1 + 1
+MIN_EVENT_ROWS = 1
+
 
 @dataclass
 class Event:
@@ -27,7 +42,7 @@ class Event:
 class Feed:
     """The newest events, shown newest last."""
 
-    events: deque[Event] = field(default_factory=lambda: deque(maxlen=14))
+    events: deque[Event] = field(default_factory=lambda: deque(maxlen=FEED_LENGTH))
     _unread: list[Event] = field(default_factory=list)
 
     def add(self, text: str, level: str = "info", at: float | None = None) -> Event:
@@ -70,10 +85,35 @@ def status_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) 
     return changes
 
 
-def _rollout_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="control plane", title_justify="left", expand=True)
-    for column in ("process", "minimum", "target", "percent", "state", "nodes by version"):
-        table.add_column(column)
+def _line(text: str | Text, style: str = "") -> Text:
+    """One terminal line whatever the width: cut with "…" instead of wrapping."""
+    line = text if isinstance(text, Text) else Text(text, style=style)
+    line.no_wrap = True
+    line.overflow = "ellipsis"
+    return line
+
+
+def _grid(*widths: int | None) -> Table:
+    """A borderless table whose cells never wrap (one row = one line)."""
+    table = Table.grid(padding=(0, 1), expand=True)
+    for width in widths:
+        table.add_column(width=width, no_wrap=True, overflow="ellipsis", ratio=None if width else 1)
+    return table
+
+
+def _rollout_rows(rows: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, padding=(0, 1), pad_edge=False, expand=True, header_style="bold dim")
+    for column, width in (
+        ("process", 11),
+        ("minimum", 8),
+        ("target", 8),
+        ("percent", 7),
+        ("state", 9),
+        ("nodes by version", None),
+    ):
+        table.add_column(
+            column, width=width, no_wrap=True, overflow="ellipsis", ratio=None if width else 1
+        )
     for row in rows:
         seen = ", ".join(
             f"{version}: {info['nodes']}"
@@ -87,47 +127,76 @@ def _rollout_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _keeper_table(status: dict[str, Any] | None) -> Table:
-    table = Table(title="keeper", title_justify="left", show_header=False)
-    table.add_column(style="bold", width=18)
-    table.add_column()
+def keeper_lines(status: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The keeper's three lines, label and text (pure)."""
     if status is None:
-        table.add_row("state", "starting the keeper ...")
-        return table
+        return [("node", "starting the keeper ..."), ("version", "-"), ("update", "-")]
     update = _update(status)
+    pulse = status.get("last_pulse") or {}
+    pulse_text = "ok" if pulse.get("ok") else (pulse.get("detail") or "-")
+    node = (
+        f"{status['state']}, pid {status['pid'] or '-'}, "
+        f"{status.get('restarts', 0)} restarts, pulse {pulse_text}"
+    )
     installed = update.get("current") or "nothing yet"
     if update.get("previous"):
         installed += f" (previous {update['previous']})"
-    step = f"to {update.get('target')}: {update['step']}" if update.get("step") else "idle"
-    pulse = status.get("last_pulse") or {}
-    for label, value in (
-        ("node", f"{status['state']}, pid {status['pid'] or '-'}"),
-        ("version running", status.get("version") or "-"),
-        ("installed", installed),
-        ("updating", step),
-        ("restarts", str(status.get("restarts", 0))),
-        ("last pulse", "ok" if pulse.get("ok") else (pulse.get("detail") or "-")),
-    ):
-        table.add_row(label, value)
+    version = f"runs {status.get('version') or '-'}, installed {installed}"
+    if update.get("held"):
+        step = f"HELD: {update['held'].get('message', '')}"
+    elif update.get("step"):
+        step = f"to {update.get('target')}: {update['step']}"
+    else:
+        step = "idle"
+    return [("node", node), ("version", version), ("update", step)]
+
+
+def _keeper_grid(status: dict[str, Any] | None) -> Table:
+    table = _grid(8, None)
+    for label, value in keeper_lines(status):
+        style = "bold red" if value.startswith("HELD") else ""
+        table.add_row(Text(label, style="bold"), Text(value, style=style))
     return table
 
 
-def _events_table(feed: Feed) -> Table:
-    table = Table(title="events", title_justify="left", show_header=False, expand=True)
-    table.add_column(width=8, style="dim")
-    table.add_column()
-    for event in feed.events:
+def _events_grid(events: list[Event]) -> Table:
+    table = _grid(8, None)
+    for event in events:
         style = {"error": "bold red", "warning": "yellow"}.get(event.level, "")
-        table.add_row(time.strftime("%H:%M:%S", time.localtime(event.at)), Text(event.text, style))
+        table.add_row(
+            Text(time.strftime("%H:%M:%S", time.localtime(event.at)), style="dim"),
+            Text(event.text, style=style),
+        )
     return table
+
+
+def event_rows(rows: int, processes: int) -> int:
+    """How many events fit in ``rows`` terminal lines beside the fixed part (pure)."""
+    return max(MIN_EVENT_ROWS, rows - FIXED_ROWS - max(processes, 1))
 
 
 def render(
-    rollouts: list[dict[str, Any]], keeper: dict[str, Any] | None, feed: Feed, hint: str
+    rollouts: list[dict[str, Any]],
+    keeper: dict[str, Any] | None,
+    feed: Feed,
+    hint: str,
+    *,
+    headline: str,
+    rows: int,
+    control_plane: str = "",
 ) -> Group:
+    """The whole screen in at most ``rows`` lines (for any width: nothing wraps).
+
+    ``headline`` is the demo's current phase ("done: ..." at the end): always on screen,
+    so the end is visible even when events keep arriving."""
+    shown = list(feed.events)[-event_rows(rows, len(rollouts)) :]
+    done = headline.startswith("done")
     return Group(
-        _rollout_table(rollouts),
-        _keeper_table(keeper),
-        _events_table(feed),
-        Text(hint, style="dim"),
+        _line(Text.assemble(("control plane ", "bold"), (control_plane, "dim"))),
+        _rollout_rows(rollouts),
+        _keeper_grid(keeper),
+        _line(headline, "bold green" if done else "bold"),
+        _line("events", "bold"),
+        _events_grid(shown),
+        _line(hint, "dim"),
     )

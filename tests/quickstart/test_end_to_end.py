@@ -41,6 +41,12 @@ def test_quickstart_installs_rolls_out_stops_cleanly_and_resumes(tmp_path):
         assert doc.suggested.version == "1.0.1"
         text = "".join(lines)
         assert "update committed" in text or "update succeeded" in text, text
+        # The update stopped the node through the node's own control address (the one
+        # quickstart set up), not a POST to the default 127.0.0.1:7778 and then SIGTERM.
+        keeper_log = (tmp_path / "keeper" / "logs" / "keeper.log").read_text()
+        assert "(switching to another version) via the shutdown endpoint" in keeper_log
+        assert "shutdown endpoint failed" not in keeper_log
+        assert "127.0.0.1:7778" not in keeper_log
         status_port = int((tmp_path / "ports.json").read_text().split('"keeper_status": ')[1][:-1])
         node_pid = httpx.get(f"http://127.0.0.1:{status_port}/status").json()["pid"]
         assert psutil.pid_exists(node_pid)
