@@ -87,17 +87,38 @@ def run_command(args: argparse.Namespace) -> int:
     from nodekeeper.keeper.supervisor import Supervisor
     from nodekeeper.platform import current_platform
 
-    logs = _setup_logging(config)
+    # First: a second keeper on this data directory must write nothing (no log line, no
+    # journal recovery) before it is refused.
+    lock = _lock_data_dir(config)
     try:
+        logs = _setup_logging(config)
         try:
-            supervisor = Supervisor(config, current_platform(), sink=logs.sink, errors=logs.errors)
-        except ConfigError as exc:
-            where = f"{config.source}: " if config.source else ""
-            raise CommandError(f"{where}{exc}", EXIT_USAGE) from None
-        asyncio.run(serve(config, supervisor))
+            try:
+                supervisor = Supervisor(
+                    config, current_platform(), sink=logs.sink, errors=logs.errors
+                )
+            except ConfigError as exc:
+                where = f"{config.source}: " if config.source else ""
+                raise CommandError(f"{where}{exc}", EXIT_USAGE) from None
+            asyncio.run(serve(config, supervisor))
+        finally:
+            logs.close()
     finally:
-        logs.close()
+        lock.release()
     return EXIT_OK
+
+
+def _lock_data_dir(config: KeeperConfig) -> Any:
+    """The data directory's single-instance lock, or a one-line refusal (exit 1: the
+    config is fine, another keeper runs with it)."""
+    from nodekeeper.keeper import instance_lock
+
+    try:
+        return instance_lock.acquire(config.data_path())
+    except instance_lock.InstanceLocked as exc:
+        raise CommandError(str(exc), EXIT_FAILURE) from None
+    except (instance_lock.LockUnavailable, OSError) as exc:
+        raise CommandError(f"cannot lock the data directory: {exc}", EXIT_FAILURE) from None
 
 
 async def serve(config: KeeperConfig, supervisor: Any) -> None:
