@@ -16,18 +16,23 @@ import storagenode.cli
 @dataclass(frozen=True)
 class EntryPoint:
     name: str  # as the operator types it
+    module: str  # for `python -m MODULE`
     build_parser: Callable[[], argparse.ArgumentParser]
     main: Callable[[Sequence[str] | None], int]
 
 
 ENTRY_POINTS = [
-    EntryPoint("nodekeeper", nodekeeper.cli.build_parser, nodekeeper.cli.main),
-    EntryPoint("storagenode", storagenode.cli.build_parser, storagenode.cli.main),
+    EntryPoint("nodekeeper", "nodekeeper", nodekeeper.cli.build_parser, nodekeeper.cli.main),
+    EntryPoint("storagenode", "storagenode", storagenode.cli.build_parser, storagenode.cli.main),
     EntryPoint(
-        "nodekeeper-launcher", nodekeeper.launcher.cli.build_parser, nodekeeper.launcher.cli.main
+        "nodekeeper-launcher",
+        "nodekeeper.launcher",
+        nodekeeper.launcher.cli.build_parser,
+        nodekeeper.launcher.cli.main,
     ),
     EntryPoint(
         "python -m nodekeeper.keeper",
+        "nodekeeper.keeper",
         nodekeeper.keeper.__main__.build_parser,
         nodekeeper.keeper.__main__.main,
     ),

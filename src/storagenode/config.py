@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodekeeper.textfile import TextDecodeError, read_config_text
+from nodekeeper.launcher.textfile import TextDecodeError, read_config_text
 from storagenode.addresses import Address, InvalidAddressError, parse_address
 from storagenode.log import LEVELS
 

@@ -16,7 +16,7 @@ import pytest
 from nodekeeper.cli import EXIT_USAGE
 from nodekeeper.cli import main as nodekeeper_main
 from nodekeeper.keeper.config import ConfigError, load_config
-from nodekeeper.textfile import TextDecodeError, decode_config_text
+from nodekeeper.launcher.textfile import TextDecodeError, decode_config_text
 from storagenode import exitcodes
 from storagenode.cli import main as storagenode_main
 from storagenode.config import NotConfiguredError

@@ -30,7 +30,7 @@ from pydantic import (
 
 from nodekeeper import units
 from nodekeeper.logs import LogSettings
-from nodekeeper.textfile import TextDecodeError, read_config_text
+from nodekeeper.launcher.textfile import TextDecodeError, read_config_text
 
 DEFAULT_STATUS_PORT = 7779
 

@@ -1,14 +1,16 @@
 """``nodekeeper-launcher`` / ``python -m nodekeeper.launcher``: run the keeper, updatable.
 
 Exit codes: 0 after a stop (SIGTERM, SIGINT, or the Windows service's stop), 2 for bad
-flags or an unreadable keeper config. Everything else is handled inside: a launcher that
-runs never exits on its own while the machine needs a keeper.
+flags, an unreadable keeper config, a data directory that is a file or a --python that
+does not exist (every keeper start would fail). Everything else is handled inside: a
+launcher that runs never exits on its own while the machine needs a keeper.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     config = args.config.resolve() if args.config is not None else None
     data_dir, (host, port) = from_keeper_config(config)
-    return Settings(
+    settings = Settings(
         config=config,
         data_dir=(args.data_dir or data_dir or default_data_dir()).resolve(),
         status_host=host,
@@ -76,6 +78,23 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         backoff_reset_seconds=args.backoff_reset_seconds,
         stop_timeout_seconds=args.stop_timeout_seconds,
     )
+    check_startable(settings)
+    return settings
+
+
+def check_startable(settings: Settings) -> None:
+    """Refuse what would make every keeper start fail. The launcher restarts a failing
+    keeper forever by design, so these would otherwise be an endless, quiet restart loop."""
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise SettingsError(
+            f"data directory {settings.data_dir} is a file; give a directory "
+            "(--data-dir, or data_dir in the keeper's config)"
+        )
+    if shutil.which(settings.python) is None:
+        raise SettingsError(
+            f"--python {settings.python}: no such interpreter; give the Python that has "
+            "nodekeeper installed (default: the one running the launcher)"
+        )
 
 
 def install_stop_signals(launcher: Launcher) -> None:

@@ -8,7 +8,8 @@ refused with where and what, and the fix: save the file as UTF-8. Guessing a cod
 would silently turn a path with an "é" into a different path.
 
 Used by every reader of an operator-edited config: the keeper's ``keeper.toml`` and the
-storage node's ``config.toml``.
+storage node's ``config.toml``. In the launcher package (standard library only) because
+the launcher reads ``keeper.toml`` too and may import nothing outside its package.
 """
 
 from __future__ import annotations
