@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nodekeeper.keeper.config import KeeperConfig
+from nodekeeper.keeper.status_view import rollout_sentence
 from nodekeeper.keeper.supervisor import Supervisor
 from nodekeeper.platform import current_platform
 from nodekeeper.updater.cycle import CycleSettings, UpdateCycle
@@ -135,3 +136,26 @@ def test_check_now_wakes_the_loop_and_shares_one_cycle(tmp_path: Path) -> None:
                 await asyncio.gather(task, return_exceptions=True)
 
         asyncio.run(scenario())
+
+
+def test_without_identity_the_status_says_the_position_is_unknown(tmp_path: Path) -> None:
+    with FileServer() as server:
+        server.add("/", announcement("1.0.0", "1.4.0", percent=40))
+        cycle = make_cycle(tmp_path, server.url)
+        cycle.settings = CycleSettings(
+            server=server.url,
+            timing=CheckTiming(interval=3600.0, jitter=0.0),
+            node_config_dir=tmp_path / "not-set-up",
+        )
+
+        async def scenario() -> dict:
+            await cycle.once()
+            return cycle.snapshot()
+
+        snapshot = asyncio.run(scenario())
+        assert snapshot["identity_error"]
+        decision = snapshot["decision"]
+        assert decision["code"] == "waiting-for-rollout" and decision["target"] is None
+        assert decision["rollout"]["position"] is None
+        assert decision["rollout"]["percent"] == pytest.approx(40.0)
+        assert "unknown until it has an identity" in rollout_sentence(decision)

@@ -253,6 +253,8 @@ class UpdateCycle:
             self._answer()
             return
         self._said.discard("needs-setup")
+        # The summary shows the announced rollout even when the decision cannot use it.
+        entry = announcement.processes.get(process)
         node_id: bytes | None
         try:
             node_id = self._node_id()
@@ -264,7 +266,6 @@ class UpdateCycle:
         else:
             self.identity_error = None
             self._said.discard("identity")
-        entry = announcement.processes.get(process)
         summary = {"current": state.current, "entry": entry, "node_id": node_id}
         try:
             decision = plan_update(
