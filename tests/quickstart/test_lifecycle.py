@@ -104,10 +104,12 @@ def test_no_keeper_or_node_outlives_quickstart(tmp_path, ending):
     wait_all_gone(started)
 
 
-def test_second_run_ends_what_a_killed_first_run_left(tmp_path):
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "found-by-scan"])
+def test_second_run_ends_what_a_killed_first_run_left(tmp_path, recorded):
     """The first run's keeper hangs (SIGSTOP) and quickstart is killed with -9: its
     parent-death SIGTERM waits in the stopped keeper, which keeps running with its node.
-    The second run ends both before it starts its own, then works normally."""
+    The second run ends both before it starts its own, then works normally. Without the
+    record (a run of a version before it) the keeper is found by its command line."""
     data_dir = tmp_path / "qs"
     first = start_quickstart(data_dir)
     try:
@@ -123,6 +125,9 @@ def test_second_run_ends_what_a_killed_first_run_left(tmp_path):
             first.wait()
     left = {pid: t for pid, t in started.items() if running(pid, t)}
     assert keeper.pid in left and len(left) >= 2, left  # the keeper and its node
+    assert (data_dir / RECORD_FILE).exists()
+    if not recorded:
+        (data_dir / RECORD_FILE).unlink()
 
     second = start_quickstart(data_dir)
     lines: list[str] = []
