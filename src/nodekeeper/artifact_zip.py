@@ -4,6 +4,8 @@ Both builders ship a Python package's source plus the manifest
 ``nodekeeper-artifact.json`` (:mod:`nodekeeper.version.manifest`). What they share lives
 here: collecting a package's files and writing the zip byte-for-byte reproducibly
 (entries sorted, fixed timestamps and modes: same input, same sha256) and atomically.
+The zip file itself is 0644 whatever the umask: a release is public, and the web server
+or CDN uploader that serves it often runs as another user.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from nodekeeper.version.manifest import (
 from nodekeeper.version.versions import InvalidVersionError
 
 EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
+ZIP_MODE = 0o644
 
 
 def package_files(package_dir: Path, prefix: str) -> dict[str, bytes]:
@@ -61,6 +64,8 @@ def write_zip(files: Mapping[str, bytes], target: Path) -> None:
                 info.external_attr = 0o644 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, files[name])
+        # mkstemp made it 0600 (private, as a temp file should be); the release is not.
+        os.chmod(tmp, ZIP_MODE)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
