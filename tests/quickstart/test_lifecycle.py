@@ -217,3 +217,24 @@ def test_record_keeps_only_what_still_runs(tmp_path):
         proc.wait()
     record.forget_ended()
     assert not (tmp_path / RECORD_FILE).exists()
+
+
+def test_a_keeper_that_cannot_start_is_reported_with_its_own_reason(tmp_path):
+    """Another keeper holds quickstart's keeper data dir (the situation an orphan made):
+    quickstart ends in one line with the keeper's own reason, exit 1, nothing left."""
+    from nodekeeper.keeper.instance_lock import acquire
+
+    data_dir = tmp_path / "qs"
+    with acquire(data_dir / "keeper", wait=0):
+        proc = start_quickstart(data_dir)
+        try:
+            _out, err = proc.communicate(timeout=INSTALL_SECONDS)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("nodekeeper: error: the keeper exited (1): "), err
+    assert f"another keeper (pid {os.getpid()})" in last, err
+    assert "Traceback" not in err

@@ -230,7 +230,11 @@ def _loop(
     try:
         while True:
             if keeper.exited() is not None:
-                raise CommandError(f"the keeper exited ({keeper.exited()}); see {keeper.log_path}")
+                # Its own last line says why (a port in use, a config error, ...).
+                raise CommandError(
+                    f"the keeper exited ({keeper.exited()}): {keeper.last_words()} "
+                    f"(all of it in {keeper.log_path})"
+                )
             status = keeper.status()
             if status and status.get("pid"):
                 record.add(Started.of("node", status["pid"]))

@@ -216,6 +216,16 @@ class KeeperProcess:
         except (httpx.HTTPError, ValueError):
             return None
 
+    def last_words(self, limit: int = 4096) -> str:
+        """The last line the keeper wrote (why it exited, when it says so)."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - limit))
+                lines = log.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return next((line.strip() for line in reversed(lines) if line.strip()), "")
+
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
