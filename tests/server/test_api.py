@@ -13,12 +13,12 @@ from nodekeeper.version.decision import decide_update
 from nodekeeper.version.schema import parse_announcement
 
 from .controlplane import TOKEN, ControlPlane
+from .releases import release_zip
 
 
-def write_artifact(path, size=200_000):
-    data = os.urandom(size)
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
+def write_artifact(path, version, size=200_000):
+    """A release zip of ``version`` (the server refuses anything else) padded to ~size."""
+    return release_zip(path, version, padding=size)
 
 
 def publish(server, tmp_path, version, platforms=("linux_amd64",)):
@@ -26,7 +26,7 @@ def publish(server, tmp_path, version, platforms=("linux_amd64",)):
     artifacts = {}
     for platform in platforms:
         path = tmp_path / f"sn_{version}_{platform}.zip"
-        write_artifact(path)
+        write_artifact(path, version)
         artifacts[platform] = str(path)
     client = AdminClient(server.url, server.token)
     try:
@@ -57,14 +57,15 @@ def test_empty_announcement_and_openapi(server):
 
 def test_publish_uploads_and_serves_the_same_bytes(server, tmp_path):
     path = tmp_path / "storagenode_linux_amd64.zip"
-    digest = write_artifact(path, 3_000_000)
+    digest = write_artifact(path, "1.0.0", 3_000_000)
+    size = path.stat().st_size
     out = server.cli(
         "release", "publish", "storagenode", "v1.0.0", "--artifact", f"linux_amd64={path}"
     )
     assert "published storagenode 1.0.0" in out.stdout
     doc = parse_announcement(httpx.get(server.url + "/").content)
     art = doc.processes["storagenode"].minimum.artifacts["linux_amd64"]
-    assert (art.sha256, art.size) == (digest, 3_000_000)
+    assert (art.sha256, art.size) == (digest, size)
     body = httpx.get(art.url).content
     assert hashlib.sha256(body).hexdigest() == digest
     # resumable: the keeper resumes downloads with Range
@@ -79,12 +80,13 @@ def test_publish_uploads_and_serves_the_same_bytes(server, tmp_path):
 
 
 def test_remote_artifacts_recorded_with_digest(server, static_host):
-    digest = write_artifact(static_host.root / "sn.zip", 50_000)
+    digest = write_artifact(static_host.root / "sn.zip", "1.0.0", 50_000)
+    size = (static_host.root / "sn.zip").stat().st_size
     url = f"{static_host.url}/sn.zip"
     server.cli("release", "publish", "storagenode", "1.0.0", "--artifact", f"windows_amd64={url}")
     doc = parse_announcement(httpx.get(server.url + "/").content)
     art = doc.processes["storagenode"].minimum.artifacts["windows_amd64"]
-    assert (art.url, art.sha256, art.size) == (url, digest, 50_000)
+    assert (art.url, art.sha256, art.size) == (url, digest, size)
     r = httpx.get(f"{server.url}/processes/storagenode/minimum/url?os=windows&arch=amd64")
     assert r.status_code == 200 and r.text == url
     assert r.headers["content-type"].startswith("text/plain")
@@ -252,7 +254,7 @@ def test_below_minimum_rollout_refused(server, tmp_path):
 def test_cli_errors_for_missing_files_and_unreachable_urls(server, tmp_path, static_host):
     publish(server, tmp_path, "1.0.0")
     good = tmp_path / "good.zip"
-    write_artifact(good)
+    write_artifact(good, "2.0.0")
     before = state(server)
     cases = {
         "does not exist": [f"linux_amd64={tmp_path / 'nope.zip'}"],

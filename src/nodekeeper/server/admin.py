@@ -9,12 +9,15 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from nodekeeper.version.schema import Hex64, Platform, ProcessName, Url
+from nodekeeper.version.manifest import InvalidArtifactError
+from nodekeeper.version.platforms import check_known_platform
+from nodekeeper.version.schema import Hex64, ProcessName, Url
 from nodekeeper.version.versions import normalize_version
 
 from . import policy, ramp
 from .errors import ControlPlaneError, InvalidRequestError
 from .models import ArtifactRecord
+from .release_check import check_artifact
 from .status import process_status
 from .store import recent_reports, version_summary
 
@@ -28,6 +31,8 @@ def _normalized(value: str) -> str:
 
 
 Version = Annotated[str, AfterValidator(_normalized)]
+# A key no keeper computes would only show up as nodes that never update.
+KnownPlatform = Annotated[str, AfterValidator(check_known_platform)]
 
 
 def require_admin(request: Request, authorization: str | None = Header(None)) -> str:
@@ -56,7 +61,7 @@ class _Body(BaseModel):
 class ArtifactSpec(_Body):
     """Either an upload made with PUT /v1/admin/uploads, or a remote URL with its digest."""
 
-    platform: Platform
+    platform: KnownPlatform
     upload_id: str | None = None
     filename: str | None = None
     url: Url | None = None
@@ -130,6 +135,7 @@ def publish(body: PublishBody, request: Request, caller: Caller) -> dict[str, An
     records = []
     for spec in body.artifacts:
         if spec.upload_id is not None:
+            _check_upload(app.artifacts.finished_path(spec.upload_id), body, spec.platform)
             described = app.artifacts.describe(spec.upload_id)
             records.append((spec, described.sha256, described.size))
         else:
@@ -162,6 +168,14 @@ def publish(body: PublishBody, request: Request, caller: Caller) -> dict[str, An
         "version": body.version,
         "artifacts": {a.platform: {"sha256": a.sha256, "size": a.size} for a in artifacts},
     }
+
+
+def _check_upload(path, body: PublishBody, platform: str) -> None:
+    """Refuse an artifact the keeper would refuse: the release would be burnt for good."""
+    try:
+        check_artifact(path, body.process, body.version)
+    except InvalidArtifactError as exc:
+        raise InvalidRequestError(f"the artifact for {platform}: {exc}") from None
 
 
 @router.put("/processes/{process}/minimum", summary="Set the minimum allowed version")

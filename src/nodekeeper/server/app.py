@@ -29,7 +29,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {err.get('msg')}")
+        # pydantic prefixes our own messages with "Value error, "; they read better bare
+        parts.append(f"{where}: {str(err.get('msg')).removeprefix('Value error, ')}")
     return "invalid request: " + "; ".join(parts)
 
 

@@ -97,6 +97,10 @@ class ArtifactStore:
                 continue
         return removed
 
+    def finished_path(self, upload_id: str) -> Path:
+        """Where a finished upload is, for checks before it is published."""
+        return self._finished(upload_id)
+
     def _finished(self, upload_id: str) -> Path:
         path = self.uploads / upload_id
         if not UPLOAD_ID.match(upload_id) or not path.is_file():

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from nodekeeper.version.schema import check_url
+from nodekeeper.version.manifest import InvalidArtifactError
+from nodekeeper.version.platforms import check_known_platform
+from nodekeeper.version.schema import check_process_name, check_url
+from nodekeeper.version.versions import InvalidVersionError, normalize_version
+
+from .release_check import check_artifact
 
 SERVER_ENV = "NODEKEEPER_SERVER"
 TOKEN_ENV = "NODEKEEPER_ADMIN_TOKEN"
@@ -19,6 +25,10 @@ CHUNK = 1 << 20
 
 class AdminClientError(Exception):
     """What went wrong, phrased for the operator at the terminal."""
+
+
+class PublishInputError(AdminClientError):
+    """The operator's input is wrong; found before anything was sent to the server."""
 
 
 class AdminClient:
@@ -83,52 +93,100 @@ class AdminClient:
         return result
 
     def publish(self, process: str, version: str, artifacts: dict[str, str]) -> dict[str, Any]:
-        specs = []
+        """Check everything that can be checked, then upload, then publish.
+
+        Releases are immutable, so a mistake found after the upload would burn the
+        version: the names, each artifact's content and whether the version is still
+        free are all checked before the first byte goes to the server."""
+        version = _check_names(process, version, artifacts)
+        local = {p: Path(s) for p, s in artifacts.items() if not _is_url(s)}
+        for platform, path in local.items():
+            _check_local(path, platform, process, version)
+        self._check_unpublished(process, version)
+        specs: list[dict[str, Any]] = []
         for platform, source in artifacts.items():
-            if source.startswith(("http://", "https://")):
-                sha256, size = describe_remote(source)
+            if _is_url(source):
+                sha256, size = describe_remote(source, process, version)
                 specs.append({"platform": platform, "url": source, "sha256": sha256, "size": size})
-            else:
-                path = Path(source)
-                if not path.is_file():
-                    raise AdminClientError(
-                        f"artifact file {path} for {platform} does not exist or is not a file"
-                    )
-                uploaded = self.upload(path)
-                specs.append(
-                    {
-                        "platform": platform,
-                        "upload_id": uploaded["upload_id"],
-                        "filename": path.name,
-                    }
-                )
+        for platform, path in local.items():
+            uploaded = self.upload(path)
+            specs.append(
+                {"platform": platform, "upload_id": uploaded["upload_id"], "filename": path.name}
+            )
         return self.request(
             "POST",
             "/v1/admin/releases",
             json={"process": process, "version": version, "artifacts": specs},
         )
 
+    def _check_unpublished(self, process: str, version: str) -> None:
+        for row in self.request("GET", "/v1/admin/status"):
+            if row["process"] == process and version in row["versions"]:
+                raise AdminClientError(
+                    f"{process} {version} is already published and releases are immutable; "
+                    "publish the change as a new version"
+                )
 
-def describe_remote(url: str) -> tuple[str, int]:
-    """Download a remote artifact once to record its sha256 and size."""
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _check_names(process: str, version: str, artifacts: dict[str, str]) -> str:
+    """The normalised version, once the process, version and platforms are valid."""
+    try:
+        check_process_name(process)
+        version = normalize_version(version)
+        for platform in artifacts:
+            check_known_platform(platform)
+    except (ValueError, InvalidVersionError) as exc:
+        raise PublishInputError(str(exc)) from None
+    return version
+
+
+def _check_local(path: Path, platform: str, process: str, version: str) -> None:
+    if not path.is_file():
+        raise PublishInputError(
+            f"artifact file {path} for {platform} does not exist or is not a file"
+        )
+    try:
+        check_artifact(path, process, version)
+    except InvalidArtifactError as exc:
+        raise PublishInputError(f"artifact {path} for {platform}: {exc}") from None
+    except OSError as exc:
+        raise PublishInputError(f"cannot read artifact file {path}: {exc.strerror}") from None
+
+
+def describe_remote(url: str, process: str, version: str) -> tuple[str, int]:
+    """Download a remote artifact once: check it is the release, record sha256 and size."""
     try:
         check_url(url)
     except ValueError as exc:
-        raise AdminClientError(str(exc)) from None
+        raise PublishInputError(str(exc)) from None
     digest = hashlib.sha256()
     size = 0
-    try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=30.0) as response:
-            if response.status_code != 200:
-                raise AdminClientError(
-                    f"artifact URL {url} answered HTTP {response.status_code}; "
-                    "check the URL is public and correct"
-                )
-            for chunk in response.iter_bytes(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-    except httpx.HTTPError as exc:
-        raise AdminClientError(f"artifact URL {url} is unreachable: {exc}") from None
-    if size == 0:
-        raise AdminClientError(f"artifact URL {url} returned an empty body")
+    with tempfile.TemporaryDirectory(prefix="nodekeeper-publish-") as tmp:
+        copy = Path(tmp) / "artifact.zip"
+        try:
+            with (
+                httpx.stream("GET", url, follow_redirects=True, timeout=30.0) as response,
+                copy.open("wb") as f,
+            ):
+                if response.status_code != 200:
+                    raise AdminClientError(
+                        f"artifact URL {url} answered HTTP {response.status_code}; "
+                        "check the URL is public and correct"
+                    )
+                for chunk in response.iter_bytes(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    f.write(chunk)
+        except httpx.HTTPError as exc:
+            raise AdminClientError(f"artifact URL {url} is unreachable: {exc}") from None
+        if size == 0:
+            raise PublishInputError(f"artifact URL {url} returned an empty body")
+        try:
+            check_artifact(copy, process, version)
+        except InvalidArtifactError as exc:
+            raise PublishInputError(f"artifact {url}: {exc}") from None
     return digest.hexdigest(), size

@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--data-dir", type=Path, help="state, artifacts and the generated token")
     run.add_argument("--public-url", help="the URL nodes use to reach this server")
     run.add_argument("--admin-token-file", type=Path, help="file holding the admin token")
+    run.add_argument(
+        "--db-wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="at start, retry an unreachable database this long (default %(default)s)",
+    )
     run.add_argument("--ramp-tick", type=float, default=60.0, help="seconds per ramp step")
     run.add_argument("--poll-interval", type=float, default=1.0, help="change poll, seconds")
     run.add_argument(
@@ -106,6 +113,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _server_run(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from . import startup
     from .auth import TokenError, load_admin_token
     from .runner import run_server
     from .settings import ServerSettings
@@ -113,26 +123,59 @@ def _server_run(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen)
     if args.report_rate < 1:
         raise CommandError("--report-rate must be at least 1 report a minute", EXIT_USAGE)
-    data_dir = args.data_dir or default_data_dir()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Checked in the order that creates nothing on failure: arguments, the port, then
+    # the data dir, the token and the database (see startup.py).
     try:
-        token, generated = load_admin_token(args.admin_token_file, data_dir)
-    except TokenError as exc:
+        public_url, warnings = startup.public_url_for(args.public_url, host, port)
+        db_url = startup.parse_db_url(args.db) if args.db else None
+        sock = startup.bind_listener(host, port)
+    except ValueError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
-    settings = ServerSettings(
-        db_url=args.db or f"sqlite:///{data_dir / 'control-plane.db'}",
-        data_dir=data_dir,
-        public_url=args.public_url or f"http://{args.listen}",
-        admin_token=token,
-        ramp_tick=args.ramp_tick,
-        poll_interval=args.poll_interval,
-        report_rate_per_minute=args.report_rate,
-    )
-    if generated:
-        print(f"generated an admin token into {token.source}", file=sys.stderr)
-    else:
-        print(f"admin token from {token.source}", file=sys.stderr)
-    return run_server(settings, host, port)
+    except startup.StartupError as exc:
+        raise CommandError(str(exc), EXIT_USAGE if exc.usage else 1) from None
+    try:
+        data_dir = args.data_dir or default_data_dir()
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"cannot create --data-dir {data_dir}: {exc.strerror}") from None
+        if db_url is None:
+            db_url = sa.make_url(f"sqlite:///{data_dir / 'control-plane.db'}")
+        shown = sa.make_url(args.db).render_as_string() if args.db else str(db_url)
+        try:
+            startup.wait_for_database(
+                db_url, args.db_wait, shown=shown, on_retry=lambda m: _say(f"warning: {m}")
+            )
+            token, generated = load_admin_token(args.admin_token_file, data_dir)
+        except startup.StartupError as exc:
+            raise CommandError(str(exc)) from None
+        except TokenError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        settings = ServerSettings(
+            db_url=db_url.render_as_string(hide_password=False),
+            data_dir=data_dir,
+            public_url=public_url,
+            admin_token=token,
+            ramp_tick=args.ramp_tick,
+            poll_interval=args.poll_interval,
+            report_rate_per_minute=args.report_rate,
+        )
+        if generated:
+            _say(f"generated an admin token into {token.source}")
+        else:
+            _say(f"admin token from {token.source}")
+        for warning in warnings:
+            _say(f"warning: {warning}")
+        try:
+            return run_server(settings, host, port, sock)
+        except sa.exc.SQLAlchemyError as exc:
+            raise CommandError(f"database error at start ({shown}): {exc.args[0]}") from None
+    finally:
+        sock.close()
+
+
+def _say(message: str) -> None:
+    print(f"nodekeeper: {message}", file=sys.stderr)
 
 
 def _client(args: argparse.Namespace) -> AdminClient:
@@ -145,11 +188,13 @@ def _client(args: argparse.Namespace) -> AdminClient:
 
 
 def _call(args: argparse.Namespace, fn):
-    from .client import AdminClientError
+    from .client import AdminClientError, PublishInputError
 
     client = _client(args)
     try:
         return fn(client)
+    except PublishInputError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
     except AdminClientError as exc:
         raise CommandError(str(exc)) from None
     finally:

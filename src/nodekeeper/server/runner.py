@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import uvicorn
 
 from .app import create_app
@@ -26,6 +28,9 @@ def build_server(
     return uvicorn.Server(config)
 
 
-def run_server(settings: ServerSettings, host: str, port: int) -> int:
-    build_server(settings, host, port).run()
+def run_server(
+    settings: ServerSettings, host: str, port: int, sock: socket.socket | None = None
+) -> int:
+    """Serve until stopped; ``sock`` is a listener bound beforehand (see startup.py)."""
+    build_server(settings, host, port).run(sockets=[sock] if sock is not None else None)
     return 0

@@ -185,6 +185,20 @@ def manifest_for_zip(names: Sequence[str], manifest_data: bytes | None) -> Artif
     return ArtifactManifest(process=process, version=None, run=ExecutableRun(only))
 
 
+def check_release_identity(manifest: ArtifactManifest, process: str, version: str) -> None:
+    """The artifact is the release it is published or announced as (pure). A bare
+    executable carries no version in its zip; only running it can tell."""
+    if manifest.process != process:
+        raise InvalidArtifactError(
+            f"the artifact is for process {manifest.process!r}, not {process!r}"
+        )
+    wanted = normalize_version(version)
+    if manifest.version is not None and manifest.version != wanted:
+        raise InvalidArtifactError(
+            f"the artifact says it is {manifest.process} {manifest.version}, not {wanted}"
+        )
+
+
 def run_argv(
     manifest: ArtifactManifest,
     install_dir: str,
