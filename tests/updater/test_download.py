@@ -35,7 +35,10 @@ from .conftest import Tls, artifact_for
 from .httpserver import FileServer
 
 DATA = os.urandom(3 * 1024 * 1024 + 12345)
-SETTINGS = DownloadSettings(connect_timeout=2.0, read_timeout=0.5, free_space_margin=0)
+# Generous timeouts for every test that expects an answer (a loaded CI machine can pause
+# a loopback server for seconds); the stall test makes its own client with a short one.
+SETTINGS = DownloadSettings(connect_timeout=30.0, read_timeout=30.0, free_space_margin=0)
+STALL_READ_TIMEOUT = 0.5
 
 
 @pytest.fixture
@@ -124,11 +127,15 @@ def test_500_during_resume_keeps_the_partial_file(
 
 def test_stall_past_the_read_timeout(files: FileServer, client: httpx.Client, part: Path) -> None:
     url = files.add("/a.zip", DATA)
-    files.fault(stall_after=500_000, stall_seconds=30)
+    files.fault(stall_after=500_000, stall_seconds=120)
     started = time.monotonic()
-    with pytest.raises(DownloadFailed, match="stalled after 500000 of"):
-        fetch(client, url, part)
-    assert time.monotonic() - started < 5  # the read timeout (0.5 s), not the stall
+    short = DownloadSettings(connect_timeout=30.0, read_timeout=STALL_READ_TIMEOUT)
+    with (
+        make_client(short) as impatient,
+        pytest.raises(DownloadFailed, match="stalled after 500000 of"),
+    ):
+        fetch(impatient, url, part)
+    assert time.monotonic() - started < 60  # the read timeout (0.5 s), not the stall (120 s)
     assert part.stat().st_size == 500_000
     result = fetch(client, url, part)
     assert result.resumed_from == 500_000
@@ -308,7 +315,7 @@ def test_not_enough_space_is_refused_before_any_request(
 def test_tls_with_the_configured_ca_bundle(tls: Tls, part: Path) -> None:
     with FileServer(tls=tls.server) as server:
         url = server.add("/a.zip", DATA)
-        settings = DownloadSettings(read_timeout=2.0, ca_bundle=tls.cert)
+        settings = DownloadSettings(read_timeout=30.0, ca_bundle=tls.cert)
         with make_client(settings) as c:
             verify_download(fetch(c, url, part), artifact_for(url, DATA))
 
@@ -354,11 +361,9 @@ def test_a_trickling_server_is_given_up_and_resumed(
     url = files.add("/slow.zip", DATA)
     files.rate = 400_000  # bytes/s: each 64 KiB chunk arrives well inside the read timeout
     floor = SpeedFloor(bytes_per_second=1_000_000, window=0.5)
-    started = time.monotonic()
     with pytest.raises(DownloadFailed, match="too slow") as info:
         fetch(client, url, part, speed_floor=floor)
-    assert time.monotonic() - started < 5
-    kept = part.stat().st_size
+    kept = part.stat().st_size  # given up part-way: the whole trickle would take 7.5 s
     assert 0 < kept < len(DATA) and info.value.received == kept
     files.rate = None
     result = fetch(client, url, part, speed_floor=floor)

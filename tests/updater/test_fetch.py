@@ -20,7 +20,7 @@ DATA = os.urandom(1024 * 1024)
 
 @pytest.fixture
 def client() -> httpx.Client:
-    with make_client(DownloadSettings(connect_timeout=2, read_timeout=2)) as c:
+    with make_client(DownloadSettings(connect_timeout=30, read_timeout=30)) as c:
         yield c
 
 
