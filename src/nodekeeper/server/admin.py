@@ -167,6 +167,9 @@ def publish(body: PublishBody, request: Request, caller: Caller) -> dict[str, An
         "process": body.process,
         "version": body.version,
         "artifacts": {a.platform: {"sha256": a.sha256, "size": a.size} for a in artifacts},
+        "notes": policy.publish_notes(
+            snapshot.processes.get(body.process), body.process, body.version
+        ),
     }
 
 
@@ -198,7 +201,9 @@ def start_rollout(process: str, body: RolloutStartBody, request: Request, caller
         seed=body.seed,
     )
     app.documents.refresh(force=True)
-    return {"process": process, "version": record.version, "seed": record.seed}
+    current = app.documents.current.snapshot.processes.get(process)
+    notes = policy.rollout_notes(current, record.version) if current else []
+    return {"process": process, "version": record.version, "seed": record.seed, "notes": notes}
 
 
 def _change(request: Request, process: str, action: str, change, caller: str, **detail):

@@ -80,6 +80,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         description="Announces versions and staged rollouts (Storj-compatible) and steers them.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
     )
     app.state.settings = settings
     app.state.store = store

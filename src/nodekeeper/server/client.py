@@ -50,7 +50,8 @@ class AdminClient:
         token = os.environ.get(TOKEN_ENV, "").strip()
         if not token:
             raise AdminClientError(
-                f"no admin token: set ${TOKEN_ENV} (the server printed where its token is)"
+                f"no admin token: set {TOKEN_ENV} to the server's admin token (`server run` "
+                "prints where it is; by default DATA_DIR/admin-token)"
             )
         return cls(server, token)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,10 +56,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="reports a node may send per minute before 429 (default %(default)s)",
     )
+    run.add_argument(
+        "--docs",
+        action="store_true",
+        help="serve /docs and /redoc (they load Swagger UI and ReDoc from a CDN in your "
+        "browser); /openapi.json is always served",
+    )
     run.set_defaults(handler=_server_run)
 
     server_opt = argparse.ArgumentParser(add_help=False)
-    server_opt.add_argument("--server", help="control plane URL (or $NODEKEEPER_SERVER)")
+    server_opt.add_argument(
+        "--server",
+        help="control plane URL (or $NODEKEEPER_SERVER); the admin token is read from "
+        "$NODEKEEPER_ADMIN_TOKEN (`server run` prints where its token is)",
+    )
 
     release = sub.add_parser("release", help="releases")
     release_sub = release.add_subparsers(dest="release_command", required=True, metavar="COMMAND")
@@ -159,6 +168,7 @@ def _server_run(args: argparse.Namespace) -> int:
             ramp_tick=args.ramp_tick,
             poll_interval=args.poll_interval,
             report_rate_per_minute=args.report_rate,
+            docs=args.docs,
         )
         if generated:
             _say(f"generated an admin token into {token.source}")
@@ -223,7 +233,14 @@ def _release_publish(args: argparse.Namespace) -> int:
     print(f"published {result['process']} {result['version']}")
     for platform, info in sorted(result["artifacts"].items()):
         print(f"  {platform}: {info['size']} bytes, sha256 {info['sha256']}")
+    _print_notes(result)
     return 0
+
+
+def _print_notes(result: dict) -> None:
+    """The server's notes on what a change does that may surprise (stderr: not output)."""
+    for note in result.get("notes") or ():
+        _say(f"note: {note}")
 
 
 def _minimum_set(args: argparse.Namespace) -> int:
@@ -246,6 +263,7 @@ def _rollout_start(args: argparse.Namespace) -> int:
     )
     pace = f"at {args.rate} % per day" if args.rate else "by hand (use `rollout set`)"
     print(f"rolling out {result['process']} {result['version']} {pace}; seed {result['seed']}")
+    _print_notes(result)
     return 0
 
 
@@ -271,51 +289,17 @@ def _rollout_action(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _rollout_status(args: argparse.Namespace) -> int:
     import json
+    import shutil
 
-    from rich.console import Console
-    from rich.table import Table
-
-    from nodekeeper.version.versions import parse_version
+    from .status_view import render_status
 
     rows = _call(args, lambda c: c.request("GET", "/v1/admin/status"))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table(title="rollouts")
-    for column in ("process", "minimum", "suggested", "target", "percent", "state", "started"):
-        table.add_column(column, justify="right" if column == "percent" else "left")
-    for row in rows:
-        percent = "-" if row["percent"] is None else f"{row['percent']:.2f} %"
-        table.add_row(
-            row["process"],
-            row["minimum"],
-            row["suggested"] or "-",
-            row["target"] or "-",
-            percent,
-            row["state"],
-            _fmt_time(row["started_at"]),
-        )
-    console = Console()
-    console.print(table)
-    reported = Table(title="what nodes report (last 7 days)")
-    for column in ("process", "version", "nodes", "failures", "by kind"):
-        reported.add_column(column, justify="right" if column in ("nodes", "failures") else "left")
-    for row in rows:
-        for version, seen in sorted(row["reported"].items(), key=lambda kv: parse_version(kv[0])):
-            kinds = ", ".join(f"{k} {n}" for k, n in sorted(seen["failures_by_kind"].items()))
-            reported.add_row(
-                row["process"], version, str(seen["nodes"]), str(seen["failures"]), kinds or "-"
-            )
-    if reported.row_count:
-        console.print(reported)
+    print(render_status(rows, width=shutil.get_terminal_size((80, 24)).columns), end="")
     return 0
 
 

@@ -86,3 +86,25 @@ def require_rollout(process: ProcessRecord):
             f"`nodekeeper rollout start {process.name} VERSION --rate PCT_PER_DAY`"
         )
     return process.rollout
+
+
+def publish_notes(before: ProcessRecord | None, process: str, version: str) -> list[str]:
+    """What publishing ``version`` does that an operator may not expect."""
+    if before is None:
+        return [
+            f"{version} is the first release of {process}, so it is the minimum: every node "
+            "installs it now, without a rollout; stage later versions with `rollout start`"
+            " (or publish an older baseline first and `minimum set` it)"
+        ]
+    return []
+
+
+def rollout_notes(process: ProcessRecord, version: str) -> list[str]:
+    """A rollout of the minimum itself stages nothing: every node goes there anyway."""
+    if version == process.minimum:
+        return [
+            f"{process.name} {version} is the minimum, which every node installs whatever "
+            "the rollout says, so the rollout's --rate has no effect; rollouts stage "
+            "versions above the minimum"
+        ]
+    return []

@@ -16,9 +16,11 @@ from .errors import InvalidRequestError, NotFoundError
 router = APIRouter()
 
 
-@router.api_route(
+# HEAD is registered as its own route, out of the schema: one route for both methods
+# would give both operations the same id (FastAPI warns "Duplicate Operation ID").
+@router.head("/", include_in_schema=False)
+@router.get(
     "/",
-    methods=["GET", "HEAD"],
     summary="The version announcement (Storj-compatible, with per-platform artifacts)",
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}, 304: {"description": "unchanged"}},
@@ -66,9 +68,9 @@ def process_url(
     return PlainTextResponse(artifact_url(artifact, request.app.state.settings.public_url))
 
 
-@router.api_route(
+@router.head("/download/{process}/{version}/{os}/{arch}", include_in_schema=False)
+@router.get(
     "/download/{process}/{version}/{os}/{arch}",
-    methods=["GET", "HEAD"],
     summary="Redirects to the artifact of one release for one platform",
     status_code=302,
     response_class=RedirectResponse,

@@ -23,6 +23,10 @@ class ServerSettings:
     ramp_tick: float = 60.0  # the ramp advances in steps of this many seconds
     max_artifact_size: int = 4 * GiB
     report_rate_per_minute: int = 30
+    # /docs and /redoc load Swagger UI and ReDoc from a CDN in the operator's browser
+    # (offline they fail, online they tell a third party who reads the admin API), so
+    # they are off unless asked for; /openapi.json is always served, from here.
+    docs: bool = False
     clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:
