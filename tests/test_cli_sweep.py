@@ -307,12 +307,7 @@ def _explicit_cases() -> Iterator[Case]:
 # the lead. Keyed by case id.
 _SERVER = "nodekeeper/server (control-plane engineer)"
 FOREIGN: dict[str, str] = {
-    "nodekeeper server run: --db not a URL": f"issue 9 `server run --db notaurl`: {_SERVER}",
     "nodekeeper server run: --db server down": f"issue 9 `--db` PostgreSQL down: {_SERVER}",
-    "nodekeeper server run: --data-dir is a file": f"issue 9 CLI sweep: {_SERVER}",
-    "nodekeeper server run: --public-url not a URL": (
-        f"issue 9 `--public-url` without a scheme: {_SERVER}"
-    ),
     "nodekeeper server run: --admin-token-file garbage bytes": f"issue 9 CLI sweep: {_SERVER}",
     "nodekeeper quickstart: --data-dir is a file": (
         "issue 9 CLI sweep: nodekeeper/quickstart/instance.py (quickstart engineer)"

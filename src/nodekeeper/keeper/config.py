@@ -29,8 +29,8 @@ from pydantic import (
 )
 
 from nodekeeper import units
-from nodekeeper.logs import LogSettings
 from nodekeeper.launcher.textfile import TextDecodeError, read_config_text
+from nodekeeper.logs import LogSettings
 
 DEFAULT_STATUS_PORT = 7779
 
