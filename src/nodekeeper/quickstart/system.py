@@ -194,6 +194,8 @@ class KeeperProcess:
         return [sys.executable, "-m", "nodekeeper", "run", "--config", str(self.config)]
 
     def start(self) -> None:
+        """From the main thread: the parent-death signal fires when the thread that
+        started the child ends, not the process."""
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.argv(),
