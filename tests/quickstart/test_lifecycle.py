@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,7 @@ from tests.quickstart.helpers import (
     wait_all_gone,
     wait_for,
 )
+from tests.support import free_port
 
 # Wraps the real quickstart: once the file "crash-now" exists, its next tick raises, the
 # way a bug in quickstart's own code would.
@@ -79,7 +81,8 @@ def test_no_keeper_or_node_outlives_quickstart(tmp_path, ending):
         script = tmp_path / "crashing_quickstart.py"
         script.write_text(CRASHING)
         prefix = [sys.executable, str(script), str(trigger)]
-    proc = start_quickstart(data_dir, prefix=prefix)
+    port = free_port()
+    proc = start_quickstart(data_dir, port, prefix=prefix)
     lines: list[str] = []
     try:
         started = up_and_running(proc, data_dir, lines)
@@ -102,6 +105,18 @@ def test_no_keeper_or_node_outlives_quickstart(tmp_path, ending):
     else:
         assert code == -getattr(signal, ending)
     wait_all_gone(started)
+    # The control plane (a thread of quickstart) is gone too: its port is free again.
+    wait_for(lambda: port_is_free(port), 60, f"control plane port {port} free")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "found-by-scan"])
