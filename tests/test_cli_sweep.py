@@ -312,11 +312,6 @@ FOREIGN: dict[str, str] = {
     "nodekeeper quickstart: --data-dir is a file": (
         "issue 9 CLI sweep: nodekeeper/quickstart/instance.py (quickstart engineer)"
     ),
-    "nodekeeper-launcher: --config garbage bytes": (
-        "issue 9 UTF-16 keeper.toml / CLI sweep: nodekeeper/launcher/settings.py reads the "
-        "keeper's TOML with tomllib.load (UnicodeDecodeError); it should read it with "
-        "nodekeeper.launcher.textfile.read_config_text — not this engineer's path"
-    ),
 }
 
 

@@ -169,11 +169,6 @@ def test_decoder_names_line_and_column_of_the_bad_byte() -> None:
     assert "byte 0xE9 at line 2, column 12" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 UTF-16 keeper.toml: nodekeeper/launcher/settings.py (not this engineer's "
-    "path) reads keeper.toml with tomllib.load; the fix is tomllib.loads(read_config_text())",
-)
 def test_the_launcher_reads_a_utf16_keeper_config(tmp_path: Path) -> None:
     """The Windows service runs the launcher, which reads data_dir and status.listen from
     the same keeper.toml the operator saved in Notepad."""

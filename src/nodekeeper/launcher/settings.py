@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import protocol
+from .textfile import TextDecodeError, read_config_text
 
 DEFAULT_STATUS = ("127.0.0.1", 7779)  # nodekeeper.keeper.config.DEFAULT_STATUS_PORT
 
@@ -74,10 +75,12 @@ def from_keeper_config(config: Path | None) -> tuple[Path | None, tuple[str, int
     if config is None:
         return None, DEFAULT_STATUS
     try:
-        with open(config, "rb") as fh:
-            raw = tomllib.load(fh)
+        # As the keeper reads it: Windows editors save UTF-16 or a UTF-8 BOM.
+        raw = tomllib.loads(read_config_text(config))
     except OSError as exc:
         raise SettingsError(f"{config}: cannot read: {exc.strerror or exc}") from None
+    except TextDecodeError as exc:
+        raise SettingsError(f"{config}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{config}: not valid TOML: {exc}") from None
     data_dir = raw.get("data_dir")
