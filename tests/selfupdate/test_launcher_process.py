@@ -139,7 +139,9 @@ def test_broken_current_falls_to_previous_then_to_the_runtime_keeper(
     site.set_state(State(current="2.0.0", previous="1.0.0"))  # 2.0.0's install is gone
     launcher = launchers(site)
     launcher.wait_running("1.0.0")
-    state = site.state()
+    # The launcher records the demotion just after it starts the keeper that took over:
+    # on a loaded machine that keeper can answer first, so wait for the record.
+    state = wait_for(lambda: (st := site.state()).current == "1.0.0" and st, 30, "a demotion")
     assert (state.current, state.previous) == ("1.0.0", None)
     assert [(o.reason, o.version, o.running) for o in state.outcomes] == [
         ("unusable", "2.0.0", "1.0.0")
@@ -149,7 +151,8 @@ def test_broken_current_falls_to_previous_then_to_the_runtime_keeper(
     site.set_state(State(current="2.0.0", previous="1.5.0"))  # neither is installed
     launcher = launchers(site)
     launcher.wait_running("runtime")
-    assert (site.state().current, site.state().previous) == (None, None)
+    state = wait_for(lambda: (st := site.state()).current is None and st, 30, "a demotion")
+    assert (state.current, state.previous) == (None, None)
 
 
 def test_a_killed_keeper_is_started_again(site: Site, launchers: Start) -> None:
