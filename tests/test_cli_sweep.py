@@ -309,9 +309,6 @@ _SERVER = "nodekeeper/server (control-plane engineer)"
 FOREIGN: dict[str, str] = {
     "nodekeeper server run: --db server down": f"issue 9 `--db` PostgreSQL down: {_SERVER}",
     "nodekeeper server run: --admin-token-file garbage bytes": f"issue 9 CLI sweep: {_SERVER}",
-    "nodekeeper quickstart: --data-dir is a file": (
-        "issue 9 CLI sweep: nodekeeper/quickstart/instance.py (quickstart engineer)"
-    ),
 }
 
 

@@ -44,6 +44,7 @@ class InstanceLocked(Exception):
         )
         self.path = path
         self.pid = pid
+        self.holder = who  # "pid N" or "pid unknown", for callers' own messages
 
 
 class LockUnavailable(Exception):
@@ -73,12 +74,17 @@ class InstanceLock:
 
 
 def acquire(
-    data_dir: Path, *, wait: float = DEFAULT_WAIT_SECONDS, pid: int | None = None
+    data_dir: Path,
+    *,
+    wait: float = DEFAULT_WAIT_SECONDS,
+    pid: int | None = None,
+    name: str = LOCK_NAME,
 ) -> InstanceLock:
     """Lock ``data_dir`` for this process and write ``pid`` (default: ours) into the lock
-    file. Raises InstanceLocked (naming the holder) after ``wait`` seconds of trying, or
-    LockUnavailable. Nothing is written unless the lock was taken."""
-    path = Path(data_dir) / LOCK_NAME
+    file ``name``. Raises InstanceLocked (naming the holder) after ``wait`` seconds of
+    trying, or LockUnavailable. Nothing is written unless the lock was taken. Quickstart
+    takes its own lock (another ``name``) the same way."""
+    path = Path(data_dir) / name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
