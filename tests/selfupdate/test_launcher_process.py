@@ -238,6 +238,8 @@ def test_state_file_writes_are_whole_under_kill_9(tmp_path: Path) -> None:
         "while True:\n"
         "    i += 1\n"
         "    statefile.save_state(d, State(current=f'1.0.{i}', previous='x' * (i % 5000)))\n"
+        "    if i == 1:\n"
+        "        print('saved', flush=True)\n"
     )
     import subprocess
     import sys
@@ -245,10 +247,16 @@ def test_state_file_writes_are_whole_under_kill_9(tmp_path: Path) -> None:
     rng = random.Random(7)
     seen = set()
     for _ in range(12):
-        proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
-        time.sleep(rng.uniform(0.15, 0.5))
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True
+        )
+        # The kill lands while states are being written, not while Python is still
+        # starting (a loaded machine can take longer than the random delay to start it).
+        assert proc.stdout is not None and proc.stdout.readline() == "saved\n"
+        time.sleep(rng.uniform(0.0, 0.35))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         state = statefile.load_state(tmp_path)
         assert state.current is not None and state.current.startswith("1.0.")
         assert state.previous == "x" * (int(state.current.rsplit(".", 1)[1]) % 5000)
