@@ -75,6 +75,14 @@ class WineLauncher:
         return [int(p) for p in re.findall(r"started keeper \S+ \(pid (\d+)\)", self.log)]
 
 
+def keeper_logs(data: Path) -> str:
+    """The keepers' own log files, for a failure message."""
+    return "".join(
+        f"\n--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+        for path in sorted((data / "logs").glob("*.log"))
+    )
+
+
 def hand_over(trigger: Path, install_dir: Path, version: str, log: WineLauncher) -> dict:
     result = Path(str(trigger) + ".result")
     result.unlink(missing_ok=True)
@@ -120,7 +128,7 @@ def test_launcher_hands_over_commits_and_falls_back_on_windows(
         wait_for(
             lambda: statefile.load_state(state_dir(data)).current == "1.1.0",
             120,
-            f"the commit of 1.1.0\n{launcher.log}",
+            lambda: f"the commit of 1.1.0\n{launcher.log}{keeper_logs(data)}",
         )
         state = statefile.load_state(state_dir(data))
         assert (state.previous, state.pending) == ("1.0.0", None)
@@ -130,7 +138,7 @@ def test_launcher_hands_over_commits_and_falls_back_on_windows(
         wait_for(
             lambda: statefile.load_state(state_dir(data)).failed == ("1.2.0",),
             120,
-            f"the fallback from 1.2.0\n{launcher.log}",
+            lambda: f"the fallback from 1.2.0\n{launcher.log}{keeper_logs(data)}",
         )
         assert statefile.load_state(state_dir(data)).current == "1.1.0"
         wait_for(lambda: status_answers("127.0.0.1", status_port, 2.0), 60, "1.1.0 again")
