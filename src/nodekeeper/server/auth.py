@@ -40,7 +40,10 @@ def load_admin_token(token_file: Path | None, data_dir: Path) -> tuple[AdminToke
         return AdminToken(value, str(token_file)), False
     generated = data_dir / "admin-token"
     if generated.exists():
-        value = generated.read_text().strip()
+        try:
+            value = generated.read_text().strip()
+        except OSError as exc:
+            raise TokenError(f"cannot read admin token file {generated}: {exc.strerror}") from None
         _check(value, str(generated))
         return AdminToken(value, str(generated)), False
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,13 @@ class AdminClient:
             raise AdminClientError(
                 f"no control plane given: pass --server URL or set ${SERVER_ENV}"
             )
+        try:
+            check_url(server)
+        except ValueError:
+            raise AdminClientError(
+                f"the control plane URL {server!r} (--server or ${SERVER_ENV}) must be like "
+                "http://127.0.0.1:7780"
+            ) from None
         token = os.environ.get(TOKEN_ENV, "").strip()
         if not token:
             raise AdminClientError(
@@ -65,13 +72,20 @@ class AdminClient:
             raise AdminClientError(
                 f"cannot reach the control plane at {self.server}: {exc}"
             ) from None
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            # Not our API (a web page, a proxy's error): its text is no use on one line.
+            raise AdminClientError(
+                f"{self.server} answered HTTP {response.status_code} with something that is "
+                "not the control plane's API; check --server (or $NODEKEEPER_SERVER)"
+            ) from None
         if response.status_code >= 400:
-            try:
-                message = response.json().get("error") or response.text
-            except ValueError:
-                message = response.text
-            raise AdminClientError(f"{message} (HTTP {response.status_code})")
-        return response.json() if response.content else None
+            message = body.get("error") if isinstance(body, dict) else None
+            raise AdminClientError(
+                f"{message or response.reason_phrase} (HTTP {response.status_code})"
+            )
+        return body
 
     # -- releases ----------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +33,32 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _number(low: float, high: float, *, low_open: bool = False, what: str = "a number"):
+    """An argparse type: a finite float in [low, high] (or (low, high]); nan and inf
+    parse as floats but mean nothing here, and the server could not even be sent them."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        inside = (low < value if low_open else low <= value) and value <= high
+        if not math.isfinite(value) or not inside:
+            bound = "more than" if low_open else "from"
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {what}: use a number {bound} {low:g} to {high:g}"
+            )
+        return value
+
+    return parse
+
+
+PERCENT = _number(0, 100, what="a percent")
+RATE = _number(0, 10_000, low_open=True, what="a rate in percent per day")
+SECONDS = _number(0, 365 * 86_400, what="a number of seconds")
+POSITIVE_SECONDS = _number(0, 86_400, low_open=True, what="a number of seconds")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     server = sub.add_parser("server", help="the control plane")
     server_sub = server.add_subparsers(dest="server_command", required=True, metavar="COMMAND")
@@ -42,13 +70,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--admin-token-file", type=Path, help="file holding the admin token")
     run.add_argument(
         "--db-wait",
-        type=float,
+        type=SECONDS,
         default=60.0,
         metavar="SECONDS",
         help="at start, retry an unreachable database this long (default %(default)s)",
     )
-    run.add_argument("--ramp-tick", type=float, default=60.0, help="seconds per ramp step")
-    run.add_argument("--poll-interval", type=float, default=1.0, help="change poll, seconds")
+    run.add_argument("--ramp-tick", type=SECONDS, default=60.0, help="seconds per ramp step")
+    run.add_argument(
+        "--poll-interval", type=POSITIVE_SECONDS, default=1.0, help="change poll, seconds"
+    )
     run.add_argument(
         "--report-rate",
         type=int,
@@ -97,12 +127,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     start = rollout_sub.add_parser("start", parents=[server_opt], help="start a rollout")
     start.add_argument("process")
     start.add_argument("version")
-    start.add_argument("--rate", type=float, help="percent per day (omit to ramp by hand)")
+    start.add_argument("--rate", type=RATE, help="percent per day (omit to ramp by hand)")
     start.add_argument("--seed", help="64 hex digits (default: a fresh random seed)")
     start.set_defaults(handler=_rollout_start)
     set_ = rollout_sub.add_parser("set", parents=[server_opt], help="set the percent now")
     set_.add_argument("process")
-    set_.add_argument("percent", type=float)
+    set_.add_argument("percent", type=PERCENT, help="0 to 100: the share of nodes to update")
     set_.set_defaults(handler=_rollout_set)
     for action in ("pause", "resume"):
         p = rollout_sub.add_parser(action, parents=[server_opt], help=f"{action} a rollout")
@@ -125,7 +155,7 @@ def _server_run(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
     from . import startup
-    from .auth import TokenError, load_admin_token
+    from .auth import TOKEN_ENV, TokenError, load_admin_token
     from .runner import run_server
     from .settings import ServerSettings
 
@@ -144,6 +174,12 @@ def _server_run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), EXIT_USAGE if exc.usage else 1) from None
     try:
         data_dir = args.data_dir or default_data_dir()
+        token = None
+        if args.admin_token_file is not None or os.environ.get(TOKEN_ENV, "").strip():
+            try:  # a token given to us is only read: check it before creating anything
+                token, generated = load_admin_token(args.admin_token_file, data_dir)
+            except TokenError as exc:
+                raise CommandError(str(exc), EXIT_USAGE) from None
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -155,7 +191,8 @@ def _server_run(args: argparse.Namespace) -> int:
             startup.wait_for_database(
                 db_url, args.db_wait, shown=shown, on_retry=lambda m: _say(f"warning: {m}")
             )
-            token, generated = load_admin_token(args.admin_token_file, data_dir)
+            if token is None:
+                token, generated = load_admin_token(args.admin_token_file, data_dir)
         except startup.StartupError as exc:
             raise CommandError(str(exc)) from None
         except TokenError as exc:

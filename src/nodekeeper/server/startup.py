@@ -50,8 +50,8 @@ def parse_db_url(text: str) -> sa.URL:
         # SQLAlchemy's default PostgreSQL driver is psycopg2, which we do not install.
         url = url.set(drivername="postgresql+psycopg")
     try:
-        url.get_dialect()
-    except sa.exc.NoSuchModuleError:
+        url.get_dialect().import_dbapi()
+    except (sa.exc.NoSuchModuleError, ImportError):
         raise StartupError(
             f"--db {text!r}: {url.drivername!r} is not a supported database; use e.g. "
             f"{DB_EXAMPLES}",
