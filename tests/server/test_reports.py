@@ -81,7 +81,7 @@ def test_signed_report_is_stored_and_counted(server, tmp_path):
         "failures_by_kind": {"rolled_back": 1},
     }
     table = server.cli("rollout", "status").stdout
-    assert "what nodes report" in table and "rolled_back 1" in table
+    assert "nodes report" in table and "1 failures (rolled_back 1)" in table
 
 
 def test_unsigned_forged_and_tampered_reports_are_refused(server):
