@@ -103,9 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     release = sub.add_parser("release", help="releases")
     release_sub = release.add_subparsers(dest="release_command", required=True, metavar="COMMAND")
+    process_help = "the process name nodes know it by (the reference node: storagenode)"
     publish = release_sub.add_parser("publish", parents=[server_opt], help="publish a release")
-    publish.add_argument("process")
-    publish.add_argument("version")
+    publish.add_argument("process", help=process_help)
+    publish.add_argument("version", help="the release's version (semver, e.g. 1.2.0); immutable")
     publish.add_argument(
         "--artifact",
         action="append",
@@ -118,25 +119,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     minimum = sub.add_parser("minimum", help="the minimum allowed version")
     minimum_sub = minimum.add_subparsers(dest="minimum_command", required=True, metavar="COMMAND")
     minimum_set = minimum_sub.add_parser("set", parents=[server_opt], help="set the minimum")
-    minimum_set.add_argument("process")
-    minimum_set.add_argument("version")
+    minimum_set.add_argument("process", help=process_help)
+    minimum_set.add_argument(
+        "version", help="a published version; nodes below it install it at once"
+    )
     minimum_set.set_defaults(handler=_minimum_set)
 
     rollout = sub.add_parser("rollout", help="staged rollouts")
     rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True, metavar="COMMAND")
     start = rollout_sub.add_parser("start", parents=[server_opt], help="start a rollout")
-    start.add_argument("process")
-    start.add_argument("version")
+    start.add_argument("process", help=process_help)
+    start.add_argument("version", help="a published version, newer than the minimum")
     start.add_argument("--rate", type=RATE, help="percent per day (omit to ramp by hand)")
     start.add_argument("--seed", help="64 hex digits (default: a fresh random seed)")
     start.set_defaults(handler=_rollout_start)
     set_ = rollout_sub.add_parser("set", parents=[server_opt], help="set the percent now")
-    set_.add_argument("process")
+    set_.add_argument("process", help=process_help)
     set_.add_argument("percent", type=PERCENT, help="0 to 100: the share of nodes to update")
     set_.set_defaults(handler=_rollout_set)
     for action in ("pause", "resume"):
         p = rollout_sub.add_parser(action, parents=[server_opt], help=f"{action} a rollout")
-        p.add_argument("process")
+        p.add_argument("process", help=process_help)
         p.set_defaults(handler=_rollout_action, action=action)
     status = rollout_sub.add_parser("status", parents=[server_opt], help="show every rollout")
     status.add_argument("--json", action="store_true", help="print JSON")
