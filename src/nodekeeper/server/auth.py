@@ -32,18 +32,12 @@ def load_admin_token(token_file: Path | None, data_dir: Path) -> tuple[AdminToke
         _check(env, f"${TOKEN_ENV}")
         return AdminToken(env, f"${TOKEN_ENV}"), False
     if token_file is not None:
-        try:
-            value = token_file.read_text().strip()
-        except OSError as exc:
-            raise TokenError(f"cannot read admin token file {token_file}: {exc.strerror}") from None
+        value = _read_token(token_file)
         _check(value, str(token_file))
         return AdminToken(value, str(token_file)), False
     generated = data_dir / "admin-token"
     if generated.exists():
-        try:
-            value = generated.read_text().strip()
-        except OSError as exc:
-            raise TokenError(f"cannot read admin token file {generated}: {exc.strerror}") from None
+        value = _read_token(generated)
         _check(value, str(generated))
         return AdminToken(value, str(generated)), False
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +46,18 @@ def load_admin_token(token_file: Path | None, data_dir: Path) -> tuple[AdminToke
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return AdminToken(value, str(generated)), True
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("ascii").strip()
+    except OSError as exc:
+        raise TokenError(f"cannot read admin token file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise TokenError(
+            f"the admin token file {path} is not ASCII text: put one token in it, e.g. "
+            "the output of `openssl rand -hex 32`"
+        ) from None
 
 
 def _check(value: str, source: str) -> None:
