@@ -179,7 +179,7 @@ class _Updating:
         self.supervisor = supervisor
         self.reporter = reporter
         self.cycle = cycle
-        # The keeper's own update loop (nodekeeper.selfupdater); None unless started by
+        # The keeper's own update loop (nodekeeper.selfupdate.runner); None unless started by
         # nodekeeper-launcher.
         self.self_cycle = self_cycle
 
@@ -234,14 +234,12 @@ def _updating(config: KeeperConfig, supervisor: Any) -> _Updating:
         start_timeout_seconds=update.probation_start_timeout_seconds,
         preflight_timeout_seconds=update.preflight_timeout_seconds,
         downgrade_refused_exit_code=update.downgrade_refused_exit_code,
-        extra={
-            "download_settings": DownloadSettings(
-                connect_timeout=update.connect_timeout_seconds,
-                read_timeout=update.read_timeout_seconds,
-                request_deadline=update.request_deadline_seconds,
-                ca_bundle=ca_bundle,
-            )
-        },
+        download=DownloadSettings(
+            connect_timeout=update.connect_timeout_seconds,
+            read_timeout=update.read_timeout_seconds,
+            request_deadline=update.request_deadline_seconds,
+            ca_bundle=ca_bundle,
+        ),
     )
     machine = UpdateMachine(
         settings,
@@ -274,7 +272,7 @@ def _updating(config: KeeperConfig, supervisor: Any) -> _Updating:
         reports=reporter,
         client_factory=lambda: _client(settings),
     )
-    from nodekeeper.selfupdater import self_update_cycle
+    from nodekeeper.selfupdate.runner import self_update_cycle
 
     return _Updating(supervisor, reporter, cycle, self_update_cycle(config, supervisor, reporter))
 
@@ -291,7 +289,7 @@ def _network_abort() -> Any:
 def _client(settings: Any) -> Any:
     from nodekeeper.updater.download import make_client
 
-    return make_client(settings.extra["download_settings"])
+    return make_client(settings.download)
 
 
 @dataclass

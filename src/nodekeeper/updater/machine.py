@@ -42,6 +42,7 @@ from nodekeeper.version.manifest import (
     run_argv,
 )
 
+from .download import DownloadSettings
 from .errors import (
     DownloadFailed,
     InvalidArtifact,
@@ -157,7 +158,8 @@ class MachineSettings:
     downgrade_refused_exit_code: int = 65
     python: str = sys.executable
     poll_seconds: float = 0.1
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The HTTP client's settings for downloads (timeouts, CA bundle, speed floor).
+    download: DownloadSettings = field(default_factory=DownloadSettings)
 
 
 # -- test instrumentation ----------------------------------------------------------------
@@ -389,7 +391,7 @@ class UpdateMachine:
         return await self._probation_and_after(generation, old_was_healthy)
 
     async def _fetch(self, plan: UpdatePlan) -> Path:
-        from .download import DownloadSettings, download, make_client, part_path
+        from .download import download, make_client, part_path
         from .verify import verified_path, verify_download, verify_file
 
         part = part_path(self.layout.downloads, plan.process, plan.version, plan.platform)
@@ -405,7 +407,7 @@ class UpdateMachine:
             except VerificationFailed:
                 log.warning("the verified download %s changed on disk; fetching it again", final)
                 self._enter(Step.DOWNLOAD)
-        settings = self.settings.extra.get("download_settings") or DownloadSettings()
+        settings = self.settings.download
         if part.exists():
             log.info(
                 "resuming the download of %s %s from %d bytes",
