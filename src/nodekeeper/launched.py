@@ -1,118 +1,18 @@
-"""``python -m nodekeeper.launched``: the keeper as a launcher (or preflight) runs it.
+"""``python -m nodekeeper.launched``: the old name of the keeper's entry, kept as a shim.
 
-The entry module of a keeper release (``nodekeeper.release`` names it in the manifest)
-and of the runtime's own keeper. Around ``python -m nodekeeper.keeper`` it adds the
-three things the self-update needs:
-
-- ``version`` prints ``Version: X.Y.Z`` (the updater's preflight runs it);
-- outcome records the launcher left (committed, rolled back, refused) become reports and
-  error-index entries before the keeper starts;
-- after a hand-over (``nodekeeper.selfupdate.hand_over``) the process exits with
-  ``EXIT_SELF_UPDATE`` instead of 0, which tells the launcher to start the new version.
+Keeper releases built before ``nodekeeper.selfupdate`` existed name this module in their
+manifest, and a launcher already running when the installer updates the runtime starts
+the runtime's keeper under this name. Both must keep working, so this module only runs
+:mod:`nodekeeper.selfupdate.entry` (docs/decisions/045-one-self-update-package.md).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-import signal
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from nodekeeper import __version__, selfupdate
+from nodekeeper.selfupdate.entry import main
 
-log = logging.getLogger("nodekeeper.launched")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["version"]:
-        print(f"Version: {__version__}")
-        return 0
-    link = selfupdate.launcher_link()
-    if link is not None:
-        deliver_before_start(link, args)
-    _windows_break_is_a_stop()
-    from nodekeeper.keeper.__main__ import main as keeper_main
-
-    return selfupdate.exit_code(keeper_main(args))
-
-
-def deliver_before_start(link: selfupdate.LauncherLink, args: list[str]) -> None:
-    """Outcomes → the report queue (``DATA_DIR/state/reports``, which the keeper's
-    reporter sends) and the error index, before the keeper opens either itself. Never
-    stops the keeper from starting: a failure here is logged and the outcomes stay for
-    the next start."""
-    if not selfupdate.undelivered(link):
-        return
-    try:
-        from nodekeeper.keeper.config import load_config
-        from nodekeeper.logs import ErrorIndex
-
-        parser = argparse.ArgumentParser(add_help=False)
-        parser.add_argument("--config", type=Path)
-        config = load_config(parser.parse_known_args(args)[0].config)
-        config.logs_path().mkdir(parents=True, exist_ok=True)
-        errors = ErrorIndex(config.logs_path(), config.logs)
-        try:
-            selfupdate.deliver_outcomes(
-                link,
-                running_version=__version__,
-                report=_queue_report(config.state_path() / "reports"),
-                record_error=errors.record,
-            )
-        finally:
-            errors.close()
-    except Exception:  # the keeper must start even if reporting cannot
-        logging.basicConfig(stream=sys.stderr)
-        log.exception("cannot deliver the launcher's outcome records; will retry next start")
-
-
-def _queue_report(directory: Path) -> selfupdate.ReportFn:
-    from nodekeeper.keeper.reports.queue import ReportQueue
-    from nodekeeper.keeper.reports.record import make_record
-    from nodekeeper.version.reports import new_report_id
-
-    queue = ReportQueue(directory)
-
-    def report(
-        kind: Any,
-        message: str,
-        *,
-        process: str,
-        version: str,
-        target_version: str | None,
-        at: float,
-        **details: Any,
-    ) -> None:
-        queue.put(
-            make_record(
-                kind,
-                message,
-                process=process,
-                version=version,
-                target_version=target_version,
-                at=at,
-                report_id=new_report_id(),
-                node_id=None,
-                details=details,
-            )
-        )
-
-    return report
-
-
-def _windows_break_is_a_stop() -> None:
-    """The launcher stops a keeper on Windows with CTRL_BREAK (there is no SIGTERM), which
-    Python sees as SIGBREAK; the keeper listens for SIGINT. Untested until the Windows
-    service lands; a no-op elsewhere."""
-    if os.name != "nt" or not hasattr(signal, "SIGBREAK"):
-        return
-    signal.signal(signal.SIGBREAK, lambda *_: signal.raise_signal(signal.SIGINT))
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
 Writes ``DIR/nodekeeper_<version>.zip``: the ``nodekeeper`` package source with the version
 baked into ``nodekeeper/__init__.py`` (``__version__``), and the manifest
-``nodekeeper-artifact.json`` with process ``nodekeeper`` that runs ``nodekeeper.launched``
+``nodekeeper-artifact.json`` with process ``nodekeeper`` that runs ``nodekeeper.selfupdate.entry``
 (the keeper as the launcher starts it: ``version`` for preflight, the self-update exit
 code). Reproducible like the node's (:mod:`nodekeeper.artifact_zip`).
 
@@ -23,7 +23,9 @@ from nodekeeper.version.manifest import ArtifactManifest, PythonRun
 from nodekeeper.version.versions import normalize_version
 
 PROCESS = "nodekeeper"
-ENTRY_MODULE = "nodekeeper.launched"
+# Every launcher can start it: it runs the module the release's own manifest names, with
+# the release first on sys.path (docs/decisions/045-one-self-update-package.md).
+ENTRY_MODULE = "nodekeeper.selfupdate.entry"
 PACKAGE_DIR = Path(__file__).resolve().parent
 INIT = f"{PROCESS}/__init__.py"
 _VERSION_LINE = re.compile(r'^__version__ = "[^"\n]*"$', re.MULTILINE)

@@ -178,7 +178,7 @@ class LauncherProcess:
         # Between fork and exec the child still shows the launcher's command line.
         if "-c" in cmdline and len(cmdline) > cmdline.index("-c") + 2:
             return Path(cmdline[cmdline.index("-c") + 2]).name
-        return "runtime" if "nodekeeper.launched" in cmdline else None
+        return "runtime" if "nodekeeper.selfupdate.entry" in cmdline else None
 
     def wait_running(self, version: str, timeout: float = 30) -> psutil.Process:
         """Until the keeper of ``version`` runs and its status API answers."""

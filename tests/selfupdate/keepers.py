@@ -1,11 +1,11 @@
 """Keeper releases for the self-update tests, built as real zips by the release builder.
 
 ``build_keeper(kind, version, out_dir)`` builds ``nodekeeper_<version>.zip`` whose entry
-module ``nodekeeper_fixture`` (shipped in the zip) wraps the real ``nodekeeper.launched``:
+module ``nodekeeper_fixture`` (shipped in the zip) wraps the real ``nodekeeper.selfupdate.entry``:
 
 - ``good``: the real keeper, plus a thread that stands in for the update machine: when the
   file named by ``$NODEKEEPER_TEST_TRIGGER`` appears it calls
-  ``nodekeeper.selfupdate.hand_over`` with what the file says and writes the result next
+  ``nodekeeper.selfupdate.handover.hand_over`` with what the file says and writes the result next
   to it (``<trigger>.result``);
 - ``exit_at_start``: exits 3 at once, before the keeper starts;
 - ``silent``: the real keeper whose status API accepts connections and never answers;
@@ -53,7 +53,7 @@ def stop_self():
 
 def watch_trigger(path):
     """Stand-in for the update machine: hand over when the test drops the trigger file."""
-    from nodekeeper import selfupdate
+    from nodekeeper.selfupdate import handover
 
     while True:
         try:
@@ -64,13 +64,13 @@ def watch_trigger(path):
             continue
         os.unlink(path)
         try:
-            selfupdate.hand_over(
+            handover.hand_over(
                 request["install_dir"],
                 request["version"],
                 shutdown=stop_self,
             )
             result = {{"ok": True}}
-        except selfupdate.SelfUpdateError as exc:
+        except handover.SelfUpdateError as exc:
             result = {{"ok": False, "error": str(exc)}}
         with open(path + ".result.tmp", "w") as fh:
             json.dump(result, fh)
@@ -100,7 +100,7 @@ def main():
     trigger = os.environ.get({trigger_env!r})
     if trigger and KIND == "good":
         threading.Thread(target=watch_trigger, args=(trigger,), daemon=True).start()
-    from nodekeeper.launched import main as launched_main
+    from nodekeeper.selfupdate.entry import main as launched_main
 
     return launched_main(sys.argv[1:])
 

@@ -233,7 +233,7 @@ def test_runtime_argv_runs_the_entry_module_isolated() -> None:
         "/py",
         "-I",
         "-m",
-        "nodekeeper.launched",
+        "nodekeeper.selfupdate.entry",
         "--config",
         "c",
     ]

@@ -1,4 +1,4 @@
-"""The keeper's side, in-process: ``selfupdate.hand_over`` and its checks, the exit code,
+"""The keeper's side, in-process: ``handover.hand_over`` and its checks, the exit code,
 outcome delivery, the release entry's ``version``, and ``SelfUpdater`` fetching real
 release zips from a real HTTP server (good, corrupted, failing preflight)."""
 
@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from logging import ERROR
 from pathlib import Path
@@ -13,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from nodekeeper import __version__, launched, selfupdate
+from nodekeeper import __version__
+from nodekeeper.launcher import manifest as launcher_manifest
 from nodekeeper.launcher import statefile
 from nodekeeper.launcher.decide import Outcome, Pending, State
 from nodekeeper.launcher.protocol import (
@@ -24,8 +27,9 @@ from nodekeeper.launcher.protocol import (
     state_dir,
     versions_dir,
 )
-from nodekeeper.selfupdate import LauncherLink, SelfUpdateError
-from nodekeeper.selfupdater import SelfUpdater, SelfUpdateSettings
+from nodekeeper.selfupdate import entry, handover
+from nodekeeper.selfupdate.handover import LauncherLink, SelfUpdateError
+from nodekeeper.selfupdate.runner import SelfUpdater, SelfUpdateSettings
 from nodekeeper.updater.plan import UpdatePlan
 from nodekeeper.version.schema import Artifact
 from tests.selfupdate.keepers import build_keeper, install
@@ -35,7 +39,7 @@ from tests.updater.httpserver import FileServer
 @pytest.fixture(autouse=True)
 def fresh_process_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     """hand_over marks the process; each test starts as a keeper that has not."""
-    monkeypatch.setattr(selfupdate, "_handed_over", None)
+    monkeypatch.setattr(handover, "_handed_over", None)
 
 
 @pytest.fixture
@@ -58,10 +62,10 @@ class Calls:
 
 def test_link_comes_from_the_launchers_environment(tmp_path: Path) -> None:
     env = {ENV_STATE_DIR: str(tmp_path / "s"), ENV_VERSIONS_DIR: str(tmp_path / "v")}
-    assert selfupdate.launcher_link({}) is None
-    assert selfupdate.launcher_link({ENV_STATE_DIR: "x"}) is None
-    assert selfupdate.launcher_link(env) == LauncherLink(tmp_path / "s", tmp_path / "v", None)
-    link = selfupdate.launcher_link({**env, ENV_RUNNING: "1.2.3"})
+    assert handover.launcher_link({}) is None
+    assert handover.launcher_link({ENV_STATE_DIR: "x"}) is None
+    assert handover.launcher_link(env) == LauncherLink(tmp_path / "s", tmp_path / "v", None)
+    link = handover.launcher_link({**env, ENV_RUNNING: "1.2.3"})
     assert link is not None and link.running == "1.2.3"
 
 
@@ -70,22 +74,22 @@ def test_hand_over_writes_the_request_then_stops_the_keeper(
 ) -> None:
     target = install(build_keeper("good", "1.1.0", tmp_path / "rel"), link.versions_dir)
     stop = Calls()
-    assert selfupdate.exit_code(0) == 0
-    selfupdate.hand_over(target, "v1.1.0", shutdown=stop, link=link)
+    assert handover.exit_code(0) == 0
+    handover.hand_over(target, "v1.1.0", shutdown=stop, link=link)
     assert stop.count == 1
     assert statefile.read_request(link.state_dir) == "1.1.0"
-    assert selfupdate.handed_over() == "1.1.0"
+    assert handover.handed_over() == "1.1.0"
     # A keeper that stopped cleanly after a hand-over exits for the launcher; one that
     # failed on its way out keeps its own code (the launcher treats it as a crash).
-    assert selfupdate.exit_code(0) == EXIT_SELF_UPDATE
-    assert selfupdate.exit_code(1) == 1
+    assert handover.exit_code(0) == EXIT_SELF_UPDATE
+    assert handover.exit_code(1) == 1
 
 
 def _refused(link: LauncherLink | None, install_dir: Path, version: str, match: str) -> None:
     stop = Calls()
     with pytest.raises(SelfUpdateError, match=match):
-        selfupdate.hand_over(install_dir, version, shutdown=stop, link=link)
-    assert stop.count == 0 and selfupdate.handed_over() is None
+        handover.hand_over(install_dir, version, shutdown=stop, link=link)
+    assert stop.count == 0 and handover.handed_over() is None
     if link is not None:
         assert statefile.read_request(link.state_dir) is None
 
@@ -114,12 +118,12 @@ def test_failed_and_protected_versions(link: LauncherLink) -> None:
         link.state_dir,
         State(current="2.0.0", previous="1.0.0", pending=Pending("3.0.0", 1), failed=("2.5.0",)),
     )
-    assert selfupdate.failed_versions(link) == {"2.5.0"}
-    assert selfupdate.protected_versions(link) == {"1.0.0", "2.0.0", "3.0.0"}
+    assert handover.failed_versions(link) == {"2.5.0"}
+    assert handover.protected_versions(link) == {"1.0.0", "2.0.0", "3.0.0"}
     running_old = LauncherLink(link.state_dir, link.versions_dir, running="0.9.0")
-    assert "0.9.0" in selfupdate.protected_versions(running_old)
-    assert selfupdate.failed_versions(None) == frozenset()
-    assert selfupdate.protected_versions(None) == frozenset()
+    assert "0.9.0" in handover.protected_versions(running_old)
+    assert handover.failed_versions(None) == frozenset()
+    assert handover.protected_versions(None) == frozenset()
 
 
 def _outcome(kind: Any, version: str, at: float) -> Outcome:
@@ -152,7 +156,7 @@ def test_outcomes_become_reports_and_failures_error_entries_once(link: LauncherL
         errors.append((source, level, fields["target_version"], fields["timestamp"]))
 
     def deliver() -> list[Outcome]:
-        return selfupdate.deliver_outcomes(
+        return handover.deliver_outcomes(
             link, running_version="1.0.0", report=report, record_error=record
         )
 
@@ -170,14 +174,25 @@ def test_outcomes_become_reports_and_failures_error_entries_once(link: LauncherL
     assert deliver() == [later]
     assert statefile.read_delivered(link.state_dir) == {outcomes[2].id, later.id}
     assert (
-        selfupdate.deliver_outcomes(None, running_version="1", report=report, record_error=record)
+        handover.deliver_outcomes(None, running_version="1", report=report, record_error=record)
         == []
     )
 
 
 def test_release_entry_prints_its_version(capsys: pytest.CaptureFixture[str]) -> None:
-    assert launched.main(["version"]) == 0
+    assert entry.main(["version"]) == 0
     assert capsys.readouterr().out == f"Version: {__version__}\n"
+
+
+@pytest.mark.timeout(60)
+def test_old_entry_name_still_runs_the_keeper_entry() -> None:
+    """``nodekeeper.launched`` is what launchers and releases from before the
+    ``selfupdate`` package name: run as a launcher runs the runtime's keeper, it is the
+    same entry."""
+    argv = launcher_manifest.runtime_argv(sys.executable, ["version"])
+    argv[argv.index(launcher_manifest.RUNTIME_ENTRY)] = "nodekeeper.launched"
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=50, check=False)
+    assert (done.returncode, done.stdout) == (0, f"Version: {__version__}\n"), done.stderr
 
 
 # -- SelfUpdater against a real HTTP server ------------------------------------------------

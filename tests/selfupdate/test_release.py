@@ -36,7 +36,7 @@ def test_build_is_reproducible_and_bakes_the_version(tmp_path: Path) -> None:
     assert (manifest.process, manifest.version, manifest.run.module) == (  # type: ignore[union-attr]
         "nodekeeper",
         "2.3.4",
-        "nodekeeper.launched",
+        "nodekeeper.selfupdate.entry",
     )
     assert '__version__ = "2.3.4"' in init
     assert "nodekeeper/launcher/run.py" in names and "nodekeeper/launched.py" in names

@@ -17,7 +17,9 @@ from pathlib import Path
 from .protocol import PROCESS
 
 MANIFEST_NAME = "nodekeeper-artifact.json"
-RUNTIME_ENTRY = "nodekeeper.launched"
+# The runtime ships with this launcher, so it names the new entry; a launcher started
+# before an upgrade still names ``nodekeeper.launched``, which stays as a shim.
+RUNTIME_ENTRY = "nodekeeper.selfupdate.entry"
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # Same as nodekeeper.version.manifest.PYTHON_BOOTSTRAP (a test keeps them equal): the
 # install dir first on sys.path, so the release's package wins over the runtime's copy.

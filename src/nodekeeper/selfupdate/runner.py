@@ -6,7 +6,7 @@ watch its own probation). So the keeper's update is the same first half, the upd
 own steps, and a different second half:
 
     fetch_verified → unpack into versions/nodekeeper/<v> → preflight (`version`)
-    → selfupdate.hand_over → the launcher's probation, commit or fallback
+    → handover.hand_over → the launcher's probation, commit or fallback
 
 :class:`SelfUpdater` does one update, :class:`SelfUpdateCycle` checks on the updater's
 schedule (same jitter, backoff and ETag as the node's). There is no journal here: every
@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodekeeper import __version__, selfupdate
+from nodekeeper import __version__
 from nodekeeper.durable import write_durably
-from nodekeeper.selfupdate import LauncherLink, SelfUpdateError
+from nodekeeper.selfupdate import handover
+from nodekeeper.selfupdate.handover import LauncherLink, SelfUpdateError
 
 log = logging.getLogger("nodekeeper.selfupdate")
-PROCESS = selfupdate.PROCESS
+PROCESS = handover.PROCESS
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class SelfUpdater:
     @property
     def state(self) -> SelfState:
         return SelfState(
-            self.version, frozenset(self._failed) | selfupdate.failed_versions(self.link)
+            self.version, frozenset(self._failed) | handover.failed_versions(self.link)
         )
 
     async def run(self, plan: Any) -> str:
@@ -134,7 +135,7 @@ class SelfUpdater:
         log.info("updating the keeper %s → %s (%s)", self.version, plan.version, plan.reason)
         try:
             installed = await asyncio.to_thread(self._install, plan)
-            selfupdate.hand_over(installed, plan.version, shutdown=self.shutdown, link=self.link)
+            handover.hand_over(installed, plan.version, shutdown=self.shutdown, link=self.link)
         except UpdateError as exc:
             from nodekeeper.updater.machine import remembers_failure, report_kind
 
@@ -184,12 +185,12 @@ class SelfUpdater:
     def sweep(self) -> None:
         """Once per cycle, after the check: report what the
         launcher concluded since the keeper started (a commit happens a probation after
-        the start, so the start-up delivery in ``nodekeeper.launched`` is too early for
+        the start, so the start-up delivery in ``nodekeeper.selfupdate.entry`` is too early for
         it), then delete keeper installs the launcher no longer needs."""
         if self.handed_over is not None:
             return  # the launcher is about to start it: leave everything alone
         try:
-            selfupdate.deliver_outcomes(
+            handover.deliver_outcomes(
                 self.link,
                 running_version=self.version,
                 report=self.reports.report if self.reports is not None else None,
@@ -197,7 +198,7 @@ class SelfUpdater:
             )
         except Exception:  # never worth failing the cycle for; the next one retries
             log.exception("cannot deliver the launcher's outcome records")
-        keep = selfupdate.protected_versions(self.link) | {self.version}
+        keep = handover.protected_versions(self.link) | {self.version}
         self.retention.sweep(PROCESS, keep, [])
 
     def note_error(self, kind: str, message: str) -> None:
@@ -380,7 +381,7 @@ def self_update_cycle(config: Any, supervisor: Any, reports: Any = None) -> Self
     the node's cycle and add ``cycle.snapshot()`` to the status. The hand-over stops the
     keeper through ``supervisor.request_shutdown`` (the node stops gracefully first).
     """
-    link = selfupdate.launcher_link()
+    link = handover.launcher_link()
     update = getattr(config, "update", None)
     if update is None or link is None:
         return None
