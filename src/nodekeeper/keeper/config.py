@@ -54,28 +54,70 @@ class _Section(BaseModel):
 
 class NodeConfig(_Section):
     command: list[str] = Field(
-        default=["storagenode", "run", "--config-dir", "{config_dir}"], min_length=1
+        default=["storagenode", "run", "--config-dir", "{config_dir}"],
+        min_length=1,
+        description="The node's command line when the keeper does not install it itself (no "
+        "[update] table). A bare program name is looked up next to the running Python first "
+        "(a service has no useful PATH), then on PATH.",
     )
-    config_dir: str = "{data_dir}/storagenode"
-    cwd: str | None = None
-    # Added to the keeper's own environment for the node.
-    env: dict[str, str] = Field(default_factory=dict)
-    # The node's "I am not set up" exit code (EX_CONFIG from sysexits.h).
-    not_set_up_exit_code: int = Field(default=78, ge=1, le=255)
-    # While not set up: how often to try again, and how often to say so in the log.
-    setup_recheck_seconds: Seconds = 60.0
-    needs_setup_log_seconds: Seconds = 600.0
+    config_dir: str = Field(
+        default="{data_dir}/storagenode",
+        description="The node's config directory (config.toml, identity.key, shutdown.token); "
+        "{config_dir} in other values.",
+    )
+    cwd: str | None = Field(
+        default=None, description="Working directory of the node; unset: the keeper's own."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Added to the keeper's own environment for the node.",
+    )
+    not_set_up_exit_code: int = Field(
+        default=78,
+        ge=1,
+        le=255,
+        description='The node\'s "I am not set up" exit code (EX_CONFIG from sysexits.h): '
+        "the state becomes needs-setup, with no backoff and no crash count.",
+    )
+    setup_recheck_seconds: Seconds = Field(
+        default=60.0,
+        description="While the node is not set up: how often it is started again to see "
+        "whether setup happened.",
+    )
+    needs_setup_log_seconds: Seconds = Field(
+        default=600.0,
+        description="While the node is not set up: how often the log says so.",
+    )
 
 
 class ProbeConfig(_Section):
-    kind: Literal["http", "tcp", "process"] = "http"
-    url: str = "http://127.0.0.1:7778/pulse"
-    # host:port for kind = "tcp".
-    address: str = "127.0.0.1:7778"
-    interval_seconds: Seconds = 10.0
-    timeout_seconds: Seconds = 5.0
-    failure_threshold: int = Field(default=3, ge=1)
-    start_grace_seconds: float = Field(default=300.0, ge=0)
+    kind: Literal["http", "tcp", "process"] = Field(
+        default="http",
+        description="How health is probed: an HTTP GET of url (the node's pulse), a TCP "
+        "connect to address, or only whether the process runs.",
+    )
+    url: str = Field(
+        default="http://127.0.0.1:7778/pulse",
+        description='The pulse URL for kind = "http"; a 2xx answer is healthy.',
+    )
+    address: str = Field(default="127.0.0.1:7778", description='HOST:PORT for kind = "tcp".')
+    interval_seconds: Seconds = Field(
+        default=10.0,
+        description="Time between probes (a fixed-rate schedule); until the first success "
+        "the node is probed every min(interval, 1 s).",
+    )
+    timeout_seconds: Seconds = Field(default=5.0, description="How long one probe may take.")
+    failure_threshold: int = Field(
+        default=3,
+        ge=1,
+        description="Failed probes in a row that make the node hung (it is then restarted).",
+    )
+    start_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="After a start, failed probes do not count for this long or until the "
+        "first success (Kubernetes' startup-probe rule).",
+    )
 
     @model_validator(mode="after")
     def _tcp_address(self) -> ProbeConfig:
@@ -85,34 +127,79 @@ class ProbeConfig(_Section):
 
 
 class RestartConfig(_Section):
-    backoff_initial_seconds: Seconds = 1.0
-    backoff_max_seconds: Seconds = 300.0
-    backoff_reset_after_seconds: Seconds = 600.0
-    crash_loop_crashes: int = Field(default=5, ge=1)
-    crash_loop_window_seconds: Seconds = 600.0
+    backoff_initial_seconds: Seconds = Field(
+        default=1.0, description="Delay before the first restart after a failure; it doubles."
+    )
+    backoff_max_seconds: Seconds = Field(
+        default=300.0, description="The longest delay between restarts; restarts never stop."
+    )
+    backoff_reset_after_seconds: Seconds = Field(
+        default=600.0,
+        description="Healthy this long (from the first passing probe) resets the backoff.",
+    )
+    crash_loop_crashes: int = Field(
+        default=5,
+        ge=1,
+        description="This many failures within crash_loop_window_seconds flag a crash loop "
+        "(status and error index; restarts go on).",
+    )
+    crash_loop_window_seconds: Seconds = Field(
+        default=600.0, description="The window for crash_loop_crashes."
+    )
 
 
 class StopConfig(_Section):
-    timeout_seconds: Seconds = 30.0
-    # The node's graceful-stop endpoint; "" to use only the OS signal.
-    shutdown_url: str = "http://127.0.0.1:7778/shutdown"
-    shutdown_token_file: str = "{config_dir}/shutdown.token"
+    timeout_seconds: Seconds = Field(
+        default=30.0,
+        description="From the start of a graceful stop until the whole process tree is killed.",
+    )
+    shutdown_url: str = Field(
+        default="http://127.0.0.1:7778/shutdown",
+        description='The node\'s graceful-stop endpoint (POST with the token); "" to use only '
+        "the OS signal (SIGTERM to the process group, CTRL_BREAK on Windows).",
+    )
+    shutdown_token_file: str = Field(
+        default="{config_dir}/shutdown.token",
+        description="The bearer token for shutdown_url; when missing, the signal is used.",
+    )
 
 
 class LimitsConfig(_Section):
-    # Soft limit: this many readings in a row above it → graceful restart.
-    memory_soft: Size = None
-    memory_soft_readings: int = Field(default=3, ge=1)
-    # Hard limit, enforced by the OS (cgroup v2 memory.max, RLIMIT_AS, Job Object).
-    memory_hard: Size = None
-    sample_interval_seconds: Seconds = 5.0
-    # A count of cores (the first N the keeper may use) or a list of core numbers.
-    cpu_cores: int | list[Annotated[int, Field(ge=0)]] | None = None
-    # Percent of one core, e.g. 150 = one and a half cores.
-    cpu_rate_percent: Annotated[float, Field(gt=0)] | None = None
-    below_normal_priority: bool = True
-    # Set GOMAXPROCS in the node's environment to the number of cores it may use.
-    gomaxprocs: bool = True
+    memory_soft: Size = Field(
+        default=None,
+        description='Soft memory limit (bytes, or a size like "1.5 GiB"): '
+        "memory_soft_readings readings in a row above it → graceful restart. Unset: off.",
+    )
+    memory_soft_readings: int = Field(
+        default=3, ge=1, description="Readings in a row over memory_soft before a restart."
+    )
+    memory_hard: Size = Field(
+        default=None,
+        description="Hard memory limit of the node's whole tree, enforced by the OS (cgroup "
+        "v2 memory.max, else RLIMIT_AS, which caps address space; Job Object on Windows). "
+        "Unset: off.",
+    )
+    sample_interval_seconds: Seconds = Field(
+        default=5.0, description="How often memory and CPU are read."
+    )
+    cpu_cores: int | list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        description="A count of cores (the first N the keeper may use) or a list of core "
+        "numbers; unset: all.",
+    )
+    cpu_rate_percent: Annotated[float, Field(gt=0)] | None = Field(
+        default=None,
+        description="CPU cap in percent of one core (150 = one and a half cores), where the "
+        "OS has one (cgroup v2 cpu.max, Job Object rate control); unset: off.",
+    )
+    below_normal_priority: bool = Field(
+        default=True, description="Run the node at nice 10 / below-normal priority."
+    )
+    gomaxprocs: bool = Field(
+        default=True,
+        description="Set GOMAXPROCS in the node's environment to the number of cores it may "
+        "use (or the rate cap rounded up).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> LimitsConfig:
@@ -124,8 +211,11 @@ class LimitsConfig(_Section):
 
 
 class StatusConfig(_Section):
-    # Loopback only: the status API has no authentication.
-    listen: str = f"127.0.0.1:{DEFAULT_STATUS_PORT}"
+    listen: str = Field(
+        default=f"127.0.0.1:{DEFAULT_STATUS_PORT}",
+        description="HOST:PORT of the status API (/status, /metrics, /update/check). "
+        "Loopback only: the API has no authentication.",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -141,37 +231,89 @@ class UpdateConfig(_Section):
 
     Without this table the keeper runs ``node.command`` as it is (unmanaged)."""
 
-    # The control plane: its ``/`` announces versions, ``/v1/reports`` takes reports.
-    server: str
-    process: str = "storagenode"
-    # Arguments after the installed artifact's own command (its manifest says how to run
-    # it); the placeholders work as in node.command.
-    args: list[str] = Field(default=["run", "--config-dir", "{config_dir}"])
-    # The announcement's platform key; default: this machine's (e.g. linux_amd64).
-    platform: str | None = None
-    # The node ID for the rollout math; default: read from {config_dir}/identity.key.
-    node_id: str | None = None
-    interval_seconds: Seconds = 900.0
-    jitter: float = Field(default=0.1, ge=0, lt=1)
-    # "random": the first check comes uniformly in [0, interval) after start (a fleet
-    # rebooted together spreads out); "now": at once. Nothing installed yet → at once.
-    first_check: Literal["random", "now"] = "random"
-    backoff_initial_seconds: Seconds = 30.0
-    backoff_max_seconds: Seconds = 3600.0
-    # A new version must answer its pulse for this long, with no exit, to be committed.
-    probation_seconds: Seconds = 60.0
-    # ...and must first answer within this long after its start (migrations included).
-    probation_start_timeout_seconds: Seconds = 300.0
-    preflight_timeout_seconds: Seconds = 30.0
-    connect_timeout_seconds: Seconds = 10.0
-    read_timeout_seconds: Seconds = 30.0
-    # A check and a report send must be over within this long, however slowly the server
-    # answers (the read timeout is per read). Downloads have a speed floor instead.
-    request_deadline_seconds: Seconds = 60.0
-    ca_bundle: str | None = None
-    # The node's "database is newer than this code" exit code (the reference node's 65):
-    # an old version refusing to start after a failed update means a migration ran.
-    downgrade_refused_exit_code: int = Field(default=65, ge=1, le=255)
+    server: str = Field(
+        description="The control plane's http(s) URL: its / announces versions, "
+        "/v1/reports takes reports. Required.",
+    )
+    process: str = Field(
+        default="storagenode", description="The process name to follow in the announcement."
+    )
+    args: list[str] = Field(
+        default=["run", "--config-dir", "{config_dir}"],
+        description="Arguments after the installed artifact's own command (its manifest says "
+        "how to run it); the placeholders work as in node.command.",
+    )
+    platform: str | None = Field(
+        default=None,
+        description="The announcement's platform key; unset: this machine's (e.g. linux_amd64).",
+    )
+    node_id: str | None = Field(
+        default=None,
+        description="The node ID for the rollout math; unset: read from "
+        "{config_dir}/identity.key (without one only the minimum applies).",
+    )
+    interval_seconds: Seconds = Field(default=900.0, description="Time between checks.")
+    jitter: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Each interval is interval × (1 ± jitter), so a fleet never checks in "
+        "lockstep.",
+    )
+    first_check: Literal["random", "now"] = Field(
+        default="random",
+        description='"random": the first check comes uniformly in [0, interval) after start '
+        '(a fleet rebooted together spreads out); "now": at once. Nothing installed yet → at '
+        "once.",
+    )
+    backoff_initial_seconds: Seconds = Field(
+        default=30.0, description="Delay after a failed check; it doubles with each failure."
+    )
+    backoff_max_seconds: Seconds = Field(
+        default=3600.0, description="The longest delay after failed checks."
+    )
+    probation_seconds: Seconds = Field(
+        default=60.0,
+        description="A new version must answer its pulse for this long, with no exit, to be "
+        "committed.",
+    )
+    probation_start_timeout_seconds: Seconds = Field(
+        default=300.0,
+        description="...and must first answer within this long after its start (migrations "
+        "included).",
+    )
+    preflight_timeout_seconds: Seconds = Field(
+        default=30.0,
+        description="How long `<artifact> version` may take before the new version fails "
+        "its preflight.",
+    )
+    connect_timeout_seconds: Seconds = Field(
+        default=10.0, description="TCP/TLS connect timeout of checks and downloads."
+    )
+    read_timeout_seconds: Seconds = Field(
+        default=30.0,
+        description="Longest wait for the next bytes of a check or download (a stalled "
+        "download is kept and resumed next cycle).",
+    )
+    request_deadline_seconds: Seconds = Field(
+        default=60.0,
+        description="A check and a report send must be over within this long, however "
+        "slowly the server answers (the read timeout is per read). Downloads have a speed "
+        "floor instead.",
+    )
+    ca_bundle: str | None = Field(
+        default=None,
+        description="Extra CA roots (PEM file) for TLS to the control plane and artifact "
+        "hosts; unset: the system's roots.",
+    )
+    downgrade_refused_exit_code: int = Field(
+        default=65,
+        ge=1,
+        le=255,
+        description='The node\'s "database is newer than this code" exit code (the '
+        "reference node's 65): an old version refusing to start after a failed update means "
+        "a migration ran, so the keeper holds on the new version.",
+    )
 
     @field_validator("server")
     @classmethod
@@ -182,7 +324,12 @@ class UpdateConfig(_Section):
 
 
 class KeeperConfig(_Section):
-    data_dir: str | None = None
+    data_dir: str | None = Field(
+        default=None,
+        description="Logs, state and (by default) the node's config dir. Unset: "
+        "%ProgramData%\\nodekeeper on Windows, /var/lib/nodekeeper as root, else the "
+        "user's data directory.",
+    )
     node: NodeConfig = Field(default_factory=NodeConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     restart: RestartConfig = Field(default_factory=RestartConfig)

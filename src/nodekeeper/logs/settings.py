@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
 from nodekeeper.units import parse_duration, parse_size
 
@@ -40,11 +40,27 @@ class LogSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
-    max_file_size: Size = "10MB"  # type: ignore[assignment]
-    rotate_daily: bool = True
-    retention: Duration = "30d"  # type: ignore[assignment]
-    total_cap: Size = "1GB"  # type: ignore[assignment]
-    format: Literal["text", "json"] = "text"
+    max_file_size: Size = Field(
+        default="10MB",
+        description='A log file rotates before a line would take it past this size ("10MB", '
+        '"512KiB"; at least 1KiB).',
+    )
+    rotate_daily: bool = Field(
+        default=True, description="Also rotate at the first line after local midnight."
+    )
+    retention: Duration = Field(
+        default="30d",
+        description='Archives whose newest line is older than this are deleted ("30d", "12h").',
+    )
+    total_cap: Size = Field(
+        default="1GB",
+        description="Bytes of all archives of the directory together, at any instant (the "
+        "oldest go first); at least twice max_file_size. Active files are outside it.",
+    )
+    format: Literal["text", "json"] = Field(
+        default="text",
+        description='"text": time, level, source, message per line; "json": one object per line.',
+    )
 
     @model_validator(mode="after")
     def _cap_holds_the_working_set(self) -> LogSettings:
