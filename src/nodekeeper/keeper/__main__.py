@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from nodekeeper import __version__
-from nodekeeper.cli import CommandError
+from nodekeeper.cli.errors import exit_code_of
 from nodekeeper.keeper.commands import run_command
 from nodekeeper.launcher.closed_stdout import run_guarded
 
@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run_command(args)
-    except CommandError as exc:
-        print(f"nodekeeper: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return exit_code_of(lambda: run_command(args))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from nodekeeper.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from nodekeeper.cli.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 from nodekeeper.keeper.api import CHECK_PATH
 from nodekeeper.keeper.status_view import rollout_sentence
 

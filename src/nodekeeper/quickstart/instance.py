@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
-from nodekeeper.cli import EXIT_FAILURE, EXIT_USAGE, CommandError
+from nodekeeper.cli.errors import EXIT_FAILURE, EXIT_USAGE, CommandError
 from nodekeeper.keeper import instance_lock
 
 LOCK_FILE = "quickstart.lock"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nodekeeper.cli import CommandError
+from nodekeeper.cli.errors import CommandError
 from nodekeeper.logs import read_errors_since
 from nodekeeper.server.client import AdminClientError
 from nodekeeper.server.commands import parse_listen

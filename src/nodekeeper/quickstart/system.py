@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import tomli_w
 
-from nodekeeper.cli import EXIT_USAGE, CommandError
+from nodekeeper.cli.errors import EXIT_USAGE, CommandError
 from nodekeeper.server.auth import load_admin_token
 from nodekeeper.server.client import AdminClient
 from nodekeeper.server.runner import build_server

@@ -1,4 +1,8 @@
-"""`nodekeeper server run` and the admin commands that talk to a control plane."""
+"""`nodekeeper server run` and the admin commands that talk to a control plane.
+
+The control plane's command group: ``register(subparsers)`` adds `server`, `release`,
+`minimum` and `rollout` to the `nodekeeper` parser (nodekeeper.cli.root).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nodekeeper.cli import EXIT_USAGE, CommandError
+from nodekeeper.cli.errors import EXIT_USAGE, CommandError
 
 if TYPE_CHECKING:
     from .client import AdminClient
@@ -144,14 +148,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     status = rollout_sub.add_parser("status", parents=[server_opt], help="show every rollout")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_rollout_status)
-
-    quickstart = sub.add_parser("quickstart", help="bring up a local system on defaults")
-    quickstart.add_argument("--data-dir", type=Path, help="where the local system keeps state")
-    quickstart.add_argument("--listen", default=DEFAULT_LISTEN, help="control plane HOST:PORT")
-    quickstart.add_argument(
-        "--plain", action="store_true", default=None, help="print events as lines (no live view)"
-    )
-    quickstart.set_defaults(handler=_quickstart)
 
 
 def _server_run(args: argparse.Namespace) -> int:
@@ -341,9 +337,3 @@ def _rollout_status(args: argparse.Namespace) -> int:
         return 0
     print(render_status(rows, width=shutil.get_terminal_size((80, 24)).columns), end="")
     return 0
-
-
-def _quickstart(args: argparse.Namespace) -> int:
-    from nodekeeper.quickstart import run_quickstart
-
-    return run_quickstart(args.data_dir, args.listen, plain=args.plain)

@@ -1,36 +1,33 @@
-"""The `nodekeeper` command. Each command group lives in its own module and registers here."""
+"""The `nodekeeper` command's root parser: the program's options and its command groups.
+
+Each command group lives with the code it drives and adds its own subcommands through
+``register(subparsers)``: the control plane's (`server`, `release`, `minimum`,
+`rollout`), quickstart's and the keeper's (`run`, `status`, `update`). Imports flow one
+way: this module imports the groups, the groups import only `nodekeeper.cli.errors`, and
+nothing but `nodekeeper.cli` (the console script) and `python -m nodekeeper` imports this
+module (checked by the import contracts in pyproject.toml).
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from nodekeeper import __version__
+from nodekeeper.cli.errors import exit_code_of
 from nodekeeper.launcher.closed_stdout import run_guarded
-
-# Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (argparse's own).
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-class CommandError(Exception):
-    """A failure with a message for the user; ``exit_code`` says how the command ends."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
 
 Registrar = Callable[[argparse._SubParsersAction], None]
 
 
 def _registrars() -> list[Registrar]:
-    # Imported here so that `nodekeeper --help` stays fast and each group stays optional.
+    """The command groups in the order `nodekeeper --help` lists them."""
+    # Imported here so that `nodekeeper --version` stays fast and each group stays
+    # optional; each group's module imports its heavy parts in its handlers.
+    from nodekeeper.quickstart import commands as quickstart_commands
     from nodekeeper.server import commands as server_commands
 
-    registrars: list[Registrar] = [server_commands.register]
+    registrars: list[Registrar] = [server_commands.register, quickstart_commands.register]
     try:
         from nodekeeper.keeper import commands as keeper_commands
     except ImportError:
@@ -57,16 +54,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or EXIT_OK)
-    except CommandError as exc:
-        print(f"nodekeeper: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    args = build_parser().parse_args(argv)
+    return exit_code_of(lambda: args.handler(args))
