@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from nodekeeper.keeper.identity import IdentitySource, NodeIdentity, identity_from_key
+from nodekeeper.identity import IdentitySource, NodeIdentity, identity_from_key
 from nodekeeper.keeper.reports import QueueLimits, Reporter, ReporterSettings
 from nodekeeper.keeper.reports.policy import RetryTiming
 from tests.server.controlplane import ControlPlane

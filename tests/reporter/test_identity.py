@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nodekeeper.keeper.identity import IdentityError, IdentitySource, load_identity
+from nodekeeper.identity import IdentityError, IdentitySource, load_identity
 from tests.reporter.conftest import write_identity
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nodekeeper.keeper.identity import IdentitySource
+from nodekeeper.identity import IdentitySource
 from nodekeeper.keeper.reports import Reporter, ReporterSettings
 from tests.reporter.conftest import FAST, Sending, wait_until, write_identity
 from tests.updater.trickle import trickling

@@ -205,7 +205,7 @@ class _Updating:
 def _updating(config: KeeperConfig, supervisor: Any) -> _Updating:
     """Build the updater and recover its journal before the supervisor starts anything:
     the recovery decides which installed version the node runs."""
-    from nodekeeper.keeper.identity import IdentitySource
+    from nodekeeper.identity import IdentitySource
     from nodekeeper.keeper.reports import Reporter, ReporterSettings, ReportingErrorSink
     from nodekeeper.updater.cycle import CycleSettings, UpdateCycle
     from nodekeeper.updater.download import DownloadSettings

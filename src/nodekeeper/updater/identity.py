@@ -1,11 +1,11 @@
-"""The node ID for the rollout math, from the node's identity key (``keeper.identity``
+"""The node ID for the rollout math, from the node's identity key (``nodekeeper.identity``
 reads the file; the keeper never imports ``storagenode``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from nodekeeper.keeper.identity import IDENTITY_FILE, IdentityError, load_identity
+from nodekeeper.identity import IDENTITY_FILE, IdentityError, load_identity
 
 from .errors import IdentityUnavailable
 

@@ -10,6 +10,11 @@ next cycle downloads it afresh. Signed releases will add their signature check t
 ``download.py`` calls ``check_within_size`` and ``check_served_size`` while streaming so
 that a server cannot make the keeper write more than the announced size; they are here
 so that every size rule lives in one module.
+
+Dependencies go one way: ``download`` imports this module, never the reverse. The
+``.part`` suffix is here because it means "not verified yet" and only this module takes
+it off; a finished transfer is described by the ``Streamed`` protocol (which
+``download.Download`` satisfies), so the integrity gate does not import the network code.
 """
 
 from __future__ import annotations
@@ -18,17 +23,28 @@ import hashlib
 import hmac
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from nodekeeper.version.schema import Artifact
 
 from .errors import VerificationFailed, storage_error
 from .storage import MiB, remove_file
 
-if TYPE_CHECKING:
-    from .download import Download
-
 PART_SUFFIX = ".part"
+
+
+class Streamed(Protocol):
+    """A finished transfer as the gate needs it: ``size`` bytes at ``path`` whose sha256
+    was computed while they were written (``download.Download``)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
 
 
 def check_within_size(received: int, artifact: Artifact, path: Path) -> None:
@@ -63,7 +79,7 @@ def verified_path(part: Path) -> Path:
     return part.with_name(name[: -len(PART_SUFFIX)] if name.endswith(PART_SUFFIX) else name)
 
 
-def verify_download(download: Download, artifact: Artifact) -> Path:
+def verify_download(download: Streamed, artifact: Artifact) -> Path:
     """Check a finished download (its streamed sha256) and rename ``<name>.part`` to
     ``<name>``; returns the new path. Raises VerificationFailed (file deleted)."""
     _compare(download.path, download.size, download.sha256, artifact)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from nodekeeper.backoff import parse_retry_after
-from nodekeeper.keeper.identity import IdentityError, NodeIdentity
+from nodekeeper.identity import IdentityError, NodeIdentity
 from nodekeeper.keeper.reports.outbox import Item, Outbox
 from nodekeeper.keeper.reports.policy import (
     RetryTiming,
@@ -43,7 +43,7 @@ RETRY_LOG_SECONDS = 600.0
 
 
 class IdentityProvider(Protocol):
-    """``nodekeeper.keeper.identity.IdentitySource``."""
+    """``nodekeeper.identity.IdentitySource``."""
 
     def get(self) -> NodeIdentity: ...
 

@@ -5,6 +5,10 @@ ed25519 key that signs its reports.
 reads the same file rather than importing ``storagenode``: the node is a separate program
 that the keeper updates, and only the file format and the node-ID rule are shared
 (``nodekeeper.version.nodeid``). The keeper never writes this file.
+
+It sits at the top of the package, below both its users: the keeper's reports sign with
+the key, and the updater's rollout math needs the node ID; the updater never imports the
+keeper.
 """
 
 from __future__ import annotations
