@@ -1,5 +1,6 @@
 """Remember the running node's process tree on disk, so that a keeper restarted after
-being killed can remove what its predecessor left behind (DESIGN.md, "Keeper supervisor").
+being killed can remove what its predecessor left behind
+(docs/decisions/011-keeper-killed-node-dies-with-it.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Carry the node's stdout/stderr into the keeper's log files, line by line.
 
-The keeper is the only writer of log files (DESIGN.md): rotation, compression and the
+The keeper is the only writer of log files (docs/decisions/025-log-writer-and-rotation.md):
+rotation, compression and the
 error index belong to ``nodekeeper.logs``; this module only reads the pipes.
 """
 

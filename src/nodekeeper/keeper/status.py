@@ -1,6 +1,7 @@
 """What the supervisor knows about the node right now, as the status API serves it.
 
-Monitoring reads these as fields, not log text (DESIGN.md "Status API fields"):
+Monitoring reads these as fields, not log text
+(docs/decisions/031-status-check-now-and-why-not-updated.md):
 ``healthy_since`` (wall clock), ``consecutive_failures`` and ``restart_delay_seconds``
 (the backoff the next crash would get), ``tree_tracking`` (how the node's process tree
 is held together: cgroup, job object, or the process-group fallback) and ``logs`` (the

@@ -3,7 +3,8 @@
 Portable by construction, one branch per OS where they differ:
 
 - **Dies with the launcher.** Linux: ``PR_SET_PDEATHSIG(SIGKILL)`` before exec, the
-  same rule the keeper applies to the node (DESIGN.md, "Keeper killed with -9"); the
+  same rule the keeper applies to the node
+  (docs/decisions/011-keeper-killed-node-dies-with-it.md); the
   keeper's own death then takes the node along. Windows: the service wiring must put
   the keeper in a Job Object with kill-on-close (not done here yet).
 - **Own process group / session**, so a Ctrl-C at a terminal reaches only the launcher,

@@ -1,6 +1,6 @@
 """The command line of an installed keeper version, from its ``nodekeeper-artifact.json``.
 
-A deliberately small reader of the artifact format (DESIGN.md, "Artifact format"): the
+A deliberately small reader of the artifact format (docs/decisions/003-artifact-format.md): the
 launcher must not import ``nodekeeper.version`` (it pulls in semver, and is code that
 changes with keeper releases). It reads exactly what it needs to start a keeper and
 refuses everything else; the tests check it agrees with ``nodekeeper.version.manifest``.

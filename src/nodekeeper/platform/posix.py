@@ -7,7 +7,8 @@
   ``memory.max`` / ``cpu.max`` when those controllers are delegated to the keeper.
 - Hard memory limit without a memory controller: RLIMIT_AS, set in the child before exec.
   It limits address space, not resident memory; a Go node reserves far more address
-  space than it touches, so the limit must be set generously there (DESIGN.md).
+  space than it touches, so the limit must be set generously there
+  (docs/decisions/012-resource-limits-and-memory.md).
 - The node dies with the keeper: PR_SET_PDEATHSIG(SIGKILL) in the child, and a keeper that
   restarts after being killed removes whatever its predecessor left (``kill_leftover``).
 """

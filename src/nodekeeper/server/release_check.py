@@ -22,7 +22,8 @@ from nodekeeper.version.manifest import (
 # The manifest is a few hundred bytes; a bigger one is not ours and is not read whole.
 MAX_MANIFEST_BYTES = 64 * 1024
 HOW_TO_BUILD = (
-    'see "Artifact format" in DESIGN.md; `python -m storagenode.release --version X '
+    'see "Artifact format" in docs/decisions/003-artifact-format.md; '
+    "`python -m storagenode.release --version X "
     "--out DIR` builds one"
 )
 
