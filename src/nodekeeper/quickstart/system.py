@@ -1,6 +1,6 @@
 """The local system's parts: control plane (in this process), node set-up, keeper process.
 
-Who ends what (DESIGN.md, "Quickstart lifecycle"): the control plane is a thread of
+Who ends what (docs/decisions/035-quickstart-lifecycle.md): the control plane is a thread of
 quickstart, so it ends with it; the keeper is a child process that quickstart stops
 gracefully on every exit it gets to run code for, and that on Linux also gets SIGTERM
 from the kernel when quickstart dies without that chance (kill -9, a crash of the
