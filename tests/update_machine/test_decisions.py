@@ -29,7 +29,7 @@ from nodekeeper.updater.errors import (
     VerificationFailed,
 )
 from nodekeeper.updater.journal import Journal, JournalCorrupt
-from nodekeeper.updater.machine import CrashHook, remembers_failure, report_kind
+from nodekeeper.updater.machine import CrashHook
 from nodekeeper.updater.plan import UpdatePlan
 from nodekeeper.updater.probation import (
     AfterFailure,
@@ -372,8 +372,8 @@ def test_old_refuses_database() -> None:
     ],
 )
 def test_pre_switch_failures(exc, remember: bool, kind: str) -> None:
-    assert remembers_failure(exc) is remember
-    assert report_kind(exc) == kind
+    assert exc.marks_release_failed is remember
+    assert exc.report_kind == kind
 
 
 # -- retention --------------------------------------------------------------------------------

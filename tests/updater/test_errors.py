@@ -45,6 +45,21 @@ def test_every_error_has_its_own_kind() -> None:
     } <= set(kinds)
 
 
+def test_the_policy_table_in_the_docstring_is_the_classes() -> None:
+    """The module docstring's table (kind, report kind, marks failed) is what the
+    classes carry: the table operators and reviewers read cannot drift from the code."""
+    rows = {}
+    for line in (errors.__doc__ or "").splitlines():
+        words = line.replace("│", " ").replace("├──", " ").replace("└──", " ").split()
+        if len(words) == 4 and words[3] in ("yes", "no"):
+            rows[words[0]] = (words[1], words[2], words[3] == "yes")
+    classes = [UpdateError, *all_subclasses(UpdateError)]
+    ours = {c.__name__: c for c in classes if c.__module__ == errors.__name__}
+    assert rows.keys() == ours.keys()
+    for name, cls in ours.items():
+        assert rows[name] == (cls.kind, cls.report_kind, cls.marks_release_failed), name
+
+
 @pytest.mark.parametrize(
     ("code", "cls", "start"),
     [

@@ -137,12 +137,10 @@ class SelfUpdater:
             installed = await asyncio.to_thread(self._install, plan)
             handover.hand_over(installed, plan.version, shutdown=self.shutdown, link=self.link)
         except UpdateError as exc:
-            from nodekeeper.updater.machine import remembers_failure, report_kind
-
-            if remembers_failure(exc):
+            if exc.marks_release_failed:
                 self._failed.add(plan.version)
                 _write_failed(self.settings.failed_file, self._failed)
-            return self._failed_with(report_kind(exc), exc.kind, plan.version, str(exc))
+            return self._failed_with(exc.report_kind, exc.kind, plan.version, str(exc))
         except SelfUpdateError as exc:
             return self._failed_with("update_failed", "self_update_refused", plan.version, str(exc))
         self.handed_over = plan.version

@@ -1,24 +1,43 @@
-"""Typed failures of the fetch → verify → install steps.
+"""Typed failures of the fetch → verify → install steps, each carrying its own policy.
 
-Every exception carries a ``kind``, the short name the update state machine and the
-error reports use, so mapping an exception to a report is ``exc.kind`` and never a
-string match on a message. Messages are written for the operator reading the keeper's
-log: what happened, to which file or URL, and what the keeper does next is the state
-machine's business (it always retries on the next cycle).
+Every exception carries a ``kind``, the short name the error index uses, so mapping an
+exception to a record is ``exc.kind`` and never a string match on a message. Two more
+class attributes are the updater's error policy, kept as data on the class instead of an
+``isinstance`` ladder in each caller (the node's machine and the keeper's self-update
+read the same attributes):
 
-    UpdateError                      kind
-    ├── CheckFailed                  check_failed         announcement unreachable / HTTP error
-    │   └── AnnouncementInvalid      announcement_invalid the document does not validate
-    ├── NoArtifact                   no_artifact          nothing verifiable for this platform
-    ├── DownloadFailed               download_failed      network, HTTP status, stall, cut body
-    │   └── DownloadCancelled        download_cancelled   the keeper is shutting down
-    ├── VerificationFailed           verification_failed  size or sha256 differ (file deleted)
-    ├── StorageError                 storage_failed       the disk refused (permissions, I/O)
-    │   ├── OutOfSpace               out_of_space
-    │   └── ReadOnlyFileSystem       read_only_filesystem
-    ├── InvalidArtifact              invalid_artifact     hostile or malformed zip / manifest
-    ├── PreflightFailed              preflight_failed     `<artifact> version` failed or lied
-    └── IdentityUnavailable          identity_unavailable the node's identity.key is unreadable
+- ``report_kind``: the report sent to the control plane when an update fails with it
+  before the switch (the control plane counts these per release);
+- ``marks_release_failed``: the failure is the release's fault (it would fail the same
+  way next time), so the version is not tried again until a newer one is announced;
+  otherwise (the network's or the disk's fault) the next cycle retries it.
+
+Messages are written for the operator reading the keeper's log: what happened, to which
+file or URL; what the keeper does next is the state machine's business.
+
+    class                            kind                 report_kind          marks failed
+    UpdateError                      update_failed        update_failed        no
+    ├── CheckFailed                  check_failed         update_failed        no
+    │   └── AnnouncementInvalid      announcement_invalid update_failed        no
+    ├── NoArtifact                   no_artifact          update_failed        no
+    ├── DownloadFailed               download_failed      download_failed      no
+    │   └── DownloadCancelled        download_cancelled   download_failed      no
+    ├── VerificationFailed           verification_failed  verification_failed  no
+    ├── StorageError                 storage_failed       update_failed        no
+    │   ├── OutOfSpace               out_of_space         out_of_space         no
+    │   └── ReadOnlyFileSystem       read_only_filesystem update_failed        no
+    ├── InvalidArtifact              invalid_artifact     update_failed        yes
+    ├── PreflightFailed              preflight_failed     update_failed        yes
+    └── IdentityUnavailable          identity_unavailable update_failed        no
+
+(``test_errors.py`` checks this table against the classes.) What each one means:
+CheckFailed: announcement unreachable or HTTP error; AnnouncementInvalid: the document
+does not validate; NoArtifact: nothing verifiable for this platform; DownloadFailed:
+network, HTTP status, stall, cut body; DownloadCancelled: the keeper is shutting down;
+VerificationFailed: size or sha256 differ (file deleted); StorageError: the disk refused
+(permissions, I/O); InvalidArtifact: hostile or malformed zip or manifest;
+PreflightFailed: ``<artifact> version`` failed or lied; IdentityUnavailable: the node's
+identity.key is unreadable.
 """
 
 from __future__ import annotations
@@ -29,9 +48,12 @@ from typing import ClassVar
 
 
 class UpdateError(Exception):
-    """Base of every updater failure; ``kind`` names it for reports."""
+    """Base of every updater failure; ``kind`` names it for the error index,
+    ``report_kind`` and ``marks_release_failed`` are its policy (module docstring)."""
 
     kind: ClassVar[str] = "update_failed"
+    report_kind: ClassVar[str] = "update_failed"
+    marks_release_failed: ClassVar[bool] = False
 
 
 class CheckFailed(UpdateError):
@@ -66,6 +88,7 @@ class DownloadFailed(UpdateError):
     next attempt continues with a Range request), deleted otherwise."""
 
     kind = "download_failed"
+    report_kind = "download_failed"
 
     def __init__(
         self,
@@ -94,6 +117,7 @@ class VerificationFailed(UpdateError):
     announcement). The file has been deleted before this is raised."""
 
     kind = "verification_failed"
+    report_kind = "verification_failed"
 
     def __init__(self, message: str, *, expected: str | int, actual: str | int) -> None:
         super().__init__(message)
@@ -116,6 +140,7 @@ class OutOfSpace(StorageError):
     while writing (ENOSPC/EDQUOT; then they may be None)."""
 
     kind = "out_of_space"
+    report_kind = "out_of_space"
 
     def __init__(
         self,
@@ -142,6 +167,7 @@ class InvalidArtifact(UpdateError):
     announcement. Nothing of it is left in ``versions/``."""
 
     kind = "invalid_artifact"
+    marks_release_failed = True
 
 
 class PreflightFailed(UpdateError):
@@ -149,6 +175,7 @@ class PreflightFailed(UpdateError):
     unpacked directory is left for the caller to delete or keep for inspection."""
 
     kind = "preflight_failed"
+    marks_release_failed = True
 
     def __init__(self, message: str, *, exit_code: int | None = None, output: str = "") -> None:
         super().__init__(message)

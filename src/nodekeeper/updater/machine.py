@@ -44,10 +44,7 @@ from nodekeeper.version.manifest import (
 
 from .download import DownloadSettings
 from .errors import (
-    DownloadFailed,
     InvalidArtifact,
-    OutOfSpace,
-    PreflightFailed,
     UpdateError,
     VerificationFailed,
 )
@@ -207,23 +204,6 @@ def install_manifest(install_dir: Path) -> ArtifactManifest:
         return parse_manifest(path.read_bytes())
     files = [p.relative_to(install_dir).as_posix() for p in install_dir.rglob("*") if p.is_file()]
     return manifest_for_zip(files, None)
-
-
-def remembers_failure(exc: UpdateError) -> bool:
-    """Pre-switch failures that are the release's fault (it will fail the same way next
-    time) are remembered; the network's and the disk's are retried next cycle."""
-    return isinstance(exc, InvalidArtifact | PreflightFailed)
-
-
-def report_kind(exc: UpdateError) -> str:
-    """The report kind for a pre-switch failure (the control plane counts these)."""
-    if isinstance(exc, OutOfSpace):
-        return "out_of_space"
-    if isinstance(exc, VerificationFailed):
-        return "verification_failed"
-    if isinstance(exc, DownloadFailed):
-        return "download_failed"
-    return "update_failed"
 
 
 # -- the machine -------------------------------------------------------------------------
@@ -615,7 +595,7 @@ class UpdateMachine:
     def _fail_before_switch(self, exc: UpdateError) -> str:
         inflight = self.state.inflight
         assert inflight is not None
-        remember = remembers_failure(exc)
+        remember = exc.marks_release_failed
         then = (
             f"{inflight.target} will not be tried again until a newer version is announced"
             if remember
@@ -629,7 +609,7 @@ class UpdateMachine:
         self._problem(
             exc.kind,
             message,
-            report_kind=report_kind(exc),
+            report_kind=exc.report_kind,
             version=self.state.current,
             target=inflight.target,
         )
