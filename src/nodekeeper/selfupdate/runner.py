@@ -1,4 +1,4 @@
-"""The keeper's own updates: announcement for process ``nodekeeper`` → hand-over.
+"""The keeper's own updates: a plan for process ``nodekeeper`` → hand-over.
 
 The node's update machine (``updater.machine``) owns one journal and drives the
 supervisor; the keeper cannot switch itself that way (it would have to stop itself and
@@ -8,11 +8,12 @@ own steps, and a different second half:
     fetch_verified → unpack into versions/nodekeeper/<v> → preflight (`version`)
     → handover.hand_over → the launcher's probation, commit or fallback
 
-:class:`SelfUpdater` does one update, :class:`SelfUpdateCycle` checks on the updater's
-schedule (same jitter, backoff and ETag as the node's). There is no journal here: every
-step before the hand-over is redone or re-verified on the next cycle (a verified zip is
-re-hashed, an install is replaced), and from the hand-over on the launcher's state file
-is the record. :func:`self_update_cycle` builds both for the keeper's wiring.
+:class:`SelfUpdater` carries out one plan; it is the ``PlanRunner`` of the node's own
+check loop, ``updater.cycle.UpdateCycle`` (same schedule, jitter, backoff, ETag and
+decision), which :func:`keeper_update_cycle` builds around it. There is no journal
+here: every step before the hand-over is redone or re-verified on the next cycle (a
+verified zip is re-hashed, an install is replaced), and from the hand-over on the
+launcher's state file is the record.
 
 Downloads go to ``downloads/nodekeeper/``: the node's retention deletes every *file* in
 ``downloads/`` but the node's own, and leaves sub-directories alone.
@@ -23,18 +24,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodekeeper import __version__
 from nodekeeper.durable import write_durably
 from nodekeeper.selfupdate import handover
 from nodekeeper.selfupdate.handover import LauncherLink, SelfUpdateError
+from nodekeeper.updater.cycle import HANDED_OVER, CycleSettings, UpdateCycle
+
+if TYPE_CHECKING:  # updater.download pulls in httpx; the keeper imports it on first use
+    from nodekeeper.updater.download import DownloadSettings
+    from nodekeeper.updater.plan import UpdatePlan
 
 log = logging.getLogger("nodekeeper.selfupdate")
 PROCESS = handover.PROCESS
@@ -46,7 +51,12 @@ class SelfUpdateSettings:
     data_dir: Path
     python: str = sys.executable
     preflight_timeout_seconds: float = 30.0
-    download_settings: Any = None  # updater.download.DownloadSettings; None: defaults
+    download_settings: DownloadSettings | None = None  # None: the defaults
+
+    @property
+    def process(self) -> str:
+        """What the announcement is read for (the cycle's ``PlanRunner.settings``)."""
+        return PROCESS
 
     @property
     def downloads(self) -> Path:
@@ -69,6 +79,12 @@ class SelfState:
 
     current: str
     failed: frozenset[str] = field(default_factory=frozenset)
+    # Never an update half-done: there is no journal, every step is redone next cycle.
+    inflight: None = None
+
+    @property
+    def current_or_zero(self) -> str:
+        return self.current
 
 
 def _read_failed(path: Path) -> set[str]:
@@ -91,6 +107,9 @@ def _write_failed(path: Path, failed: set[str]) -> None:
 
 
 class SelfUpdater:
+    """The keeper's ``updater.cycle.PlanRunner``: carries out a plan for process
+    nodekeeper up to the hand-over, and reports and indexes what fails before it."""
+
     def __init__(
         self,
         settings: SelfUpdateSettings,
@@ -125,13 +144,23 @@ class SelfUpdater:
             self.version, frozenset(self._failed) | handover.failed_versions(self.link)
         )
 
-    async def run(self, plan: Any) -> str:
-        """Fetch, install and preflight ``plan`` (an ``updater.plan.UpdatePlan`` for
-        process nodekeeper), then hand over. Never raises for an expected failure."""
+    def running_version(self) -> str | None:
+        """The version to send heartbeats for; None once handed over (on its way out)."""
+        return self.version if self.handed_over is None else None
+
+    async def finish_recovery(self) -> None:
+        """Nothing to recover: no journal (see the module docstring)."""
+
+    async def resume(self) -> None:
+        """Never called: ``state.inflight`` is always None."""
+
+    async def run(self, plan: UpdatePlan) -> str:
+        """Fetch, install and preflight ``plan`` (for process nodekeeper), then hand
+        over. Never raises for an expected failure."""
         from nodekeeper.updater.errors import UpdateError
 
         if self.handed_over is not None:
-            return "handed-over"  # the keeper is on its way out
+            return HANDED_OVER  # the keeper is on its way out
         log.info("updating the keeper %s → %s (%s)", self.version, plan.version, plan.reason)
         try:
             installed = await asyncio.to_thread(self._install, plan)
@@ -144,10 +173,10 @@ class SelfUpdater:
         except SelfUpdateError as exc:
             return self._failed_with("update_failed", "self_update_refused", plan.version, str(exc))
         self.handed_over = plan.version
-        self.last_outcome = {"outcome": "handed-over", "target": plan.version, "at": time.time()}
-        return "handed-over"
+        self.last_outcome = {"outcome": HANDED_OVER, "target": plan.version, "at": time.time()}
+        return HANDED_OVER
 
-    def _install(self, plan: Any) -> Path:
+    def _install(self, plan: UpdatePlan) -> Path:
         from nodekeeper.updater.download import DownloadSettings, make_client, part_path
         from nodekeeper.updater.fetch import fetch_verified
         from nodekeeper.updater.install import install_checked
@@ -199,8 +228,10 @@ class SelfUpdater:
         keep = handover.protected_versions(self.link) | {self.version}
         self.retention.sweep(PROCESS, keep, [])
 
-    def note_error(self, kind: str, message: str) -> None:
-        log.warning(message)
+    def note_error(self, kind: str, message: str, *, logged: bool = False) -> None:
+        """A problem: logged (unless the caller did) and indexed, not reported."""
+        if not logged:
+            log.warning(message)
         self.last_error = {"kind": kind, "message": message, "at": time.time()}
         if self.errors is not None:
             try:
@@ -223,188 +254,62 @@ class SelfUpdater:
         }
 
 
-def minimum_only(announcement: Any) -> Any:
-    """The announcement without the keeper's rollout (pure): all a keeper that cannot
-    compute its place in the rollout (no node identity yet) may act on."""
-    from nodekeeper.version.schema import Rollout
+def keeper_update_cycle(
+    check: CycleSettings,
+    settings: SelfUpdateSettings,
+    *,
+    shutdown: Callable[[], None],
+    reports: Any = None,
+    errors: Any = None,
+    link: LauncherLink | None = None,
+) -> UpdateCycle | None:
+    """The keeper's own check loop from typed settings, or None when this keeper was not
+    started by nodekeeper-launcher (it cannot hand over, so it must not try).
 
-    entry = announcement.processes.get(PROCESS)
-    if entry is None:
-        return announcement
-    processes = {
-        **announcement.processes,
-        PROCESS: entry.model_copy(update={"rollout": Rollout(seed="", cursor="0" * 64)}),
-    }
-    return announcement.model_copy(update={"processes": processes})
-
-
-@dataclass(frozen=True)
-class CheckSettings:
-    server: str  # the control plane; its ``/`` is the announcement
-    timing: Any  # updater.schedule.CheckTiming
-    first_check_now: bool = False
-    node_id: str | None = None  # Storj string form; None: read the node's identity
-    node_config_dir: Path | None = None
-
-
-class SelfUpdateCycle:
-    """The keeper's own check loop, on the updater's schedule (random first delay,
-    interval × (1 ± jitter), backoff and Retry-After on failed checks, If-None-Match).
-
-    Its own small loop rather than a second ``updater.cycle.UpdateCycle``: that one is
-    built around the node (it pauses while the node waits for setup, reads the node's
-    run view); the keeper updates itself whatever the node is doing, and depends here
-    only on the updater's stable steps (checker, plan, schedule).
+    ``check`` is the node's cycle settings (same control plane, schedule and identity);
+    ``shutdown`` stops the keeper after the hand-over (``Supervisor.request_shutdown``:
+    the node stops gracefully first). Start ``cycle.run()`` beside the node's cycle and
+    add ``cycle.snapshot()`` to the status as ``self_update``.
     """
-
-    def __init__(
-        self,
-        settings: CheckSettings,
-        updater: SelfUpdater,
-        *,
-        reports: Any = None,
-        client_factory: Callable[[], Any],
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self.settings = settings
-        self.updater = updater
-        self.reports = reports
-        self.client_factory = client_factory
-        self.rand = rand
-        self.failures = 0
-        self.checks = 0
-        self._previous: Any = None  # the last FetchedAnnouncement (its ETag)
-        self._said: set[str] = set()
-
-    async def run(self) -> None:
-        """Until cancelled (the keeper stops, or hands over)."""
-        from nodekeeper.updater.schedule import first_delay, next_delay
-
-        timing = self.settings.timing
-        delay = 0.0 if self.settings.first_check_now else first_delay(timing, self.rand())
-        while self.updater.handed_over is None:
-            await asyncio.sleep(delay)
-            retry_after = await self.once()
-            delay = next_delay(timing, self.failures, self.rand(), retry_after)
-
-    async def once(self) -> float | None:
-        """One check; returns the server's Retry-After when it sent one."""
-        from nodekeeper.updater.errors import CheckFailed, NoArtifact
-
-        try:
-            fetched = await asyncio.to_thread(self._fetch)
-        except CheckFailed as exc:
-            self.failures += 1
-            log.info("keeper update check failed (%d in a row): %s", self.failures, exc)
-            return exc.retry_after
-        self.failures = 0
-        self.checks += 1
-        try:
-            plan = self._plan(fetched.announcement)
-        except NoArtifact as exc:
-            self._once(str(exc))
-            plan = None
-        if plan is not None:
-            await self.updater.run(plan)
-        self.updater.sweep()
-        if self.reports is not None and self.updater.handed_over is None:
-            self.reports.heartbeat(PROCESS, self.updater.version)
-        return None
-
-    def _fetch(self) -> Any:
-        from nodekeeper.updater.checker import fetch_announcement
-
-        with self.client_factory() as client:
-            fetched = fetch_announcement(client, self.settings.server + "/", self._previous)
-        self._previous = fetched
-        return fetched
-
-    def _plan(self, announcement: Any) -> Any:
-        """The UpdatePlan for the keeper, or None. Without the node's identity the
-        rollout math cannot run: only the minimum applies (as for the node)."""
-        from nodekeeper.updater.errors import IdentityUnavailable
-        from nodekeeper.updater.plan import UpdatePlan, plan_update
-
-        try:
-            node_id = self._node_id()
-        except IdentityUnavailable:
-            announcement = minimum_only(announcement)
-            node_id = bytes(32)
-        state = self.updater.state
-        decision = plan_update(
-            announcement,
-            PROCESS,
-            state.current,
-            node_id,
-            self.updater.settings.platform,
-            state.failed,
-        )
-        if isinstance(decision, UpdatePlan):
-            return decision
-        if decision.skipped_failed:
-            self._once(decision.reason)
-        return None
-
-    def _node_id(self) -> bytes:
-        from nodekeeper.updater.errors import IdentityUnavailable
-        from nodekeeper.version.nodeid import parse_node_id
-
-        if self.settings.node_id:
-            return parse_node_id(self.settings.node_id)
-        if self.settings.node_config_dir is None:
-            raise IdentityUnavailable("no node config dir")
-        from nodekeeper.updater.identity import read_node_id
-
-        return read_node_id(self.settings.node_config_dir)
-
-    def _once(self, message: str) -> None:
-        """Say what holds until something changes once, not every cycle."""
-        if message not in self._said:
-            self._said.add(message)
-            log.info("keeper update: %s", message)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            **self.updater.snapshot(),
-            "checks": self.checks,
-            "failed_checks_in_row": self.failures,
-        }
-
-
-def self_update_cycle(config: Any, supervisor: Any, reports: Any = None) -> SelfUpdateCycle | None:
-    """The keeper's own check loop, or None when it cannot update itself: no
-    ``[update]`` table, or not started by nodekeeper-launcher.
-
-    For the keeper's wiring (``keeper.commands._updating``): start ``cycle.run()`` beside
-    the node's cycle and add ``cycle.snapshot()`` to the status. The hand-over stops the
-    keeper through ``supervisor.request_shutdown`` (the node stops gracefully first).
-    """
-    link = handover.launcher_link()
-    update = getattr(config, "update", None)
-    if update is None or link is None:
+    link = link if link is not None else handover.launcher_link()
+    if link is None:
         return None
     from nodekeeper.updater.download import DownloadSettings, make_client
+
+    download = settings.download_settings or DownloadSettings()
+    updater = SelfUpdater(settings, link, shutdown, reports=reports, errors=errors)
+    return UpdateCycle(
+        check,
+        updater,
+        None,  # the keeper updates itself whatever the node is doing
+        reports=reports,
+        client_factory=lambda: make_client(download),
+        label="keeper update",
+        says_shared_problems=False,  # the node's loop checks the same control plane
+    )
+
+
+def self_update_cycle(config: Any, supervisor: Any, reports: Any = None) -> UpdateCycle | None:
+    """:func:`keeper_update_cycle` from the keeper's config: None also without an
+    ``[update]`` table. The adapter the keeper's wiring calls until it translates
+    ``[update]`` once itself and calls :func:`keeper_update_cycle`."""
+    update = getattr(config, "update", None)
+    if update is None or handover.launcher_link() is None:
+        return None
+    from nodekeeper.updater.download import DownloadSettings
     from nodekeeper.updater.schedule import CheckTiming
     from nodekeeper.version.platforms import this_platform
 
     ca_bundle = Path(config.expand(update.ca_bundle)) if update.ca_bundle else None
-    download = DownloadSettings(
-        connect_timeout=update.connect_timeout_seconds,
-        read_timeout=update.read_timeout_seconds,
-        ca_bundle=ca_bundle,
-    )
     settings = SelfUpdateSettings(
         platform=update.platform or this_platform(),
         data_dir=config.data_path(),
         preflight_timeout_seconds=update.preflight_timeout_seconds,
-        download_settings=download,
-    )
-    updater = SelfUpdater(
-        settings,
-        link,
-        supervisor.request_shutdown,
-        reports=reports,
-        errors=getattr(supervisor, "errors", None),
+        download_settings=DownloadSettings(
+            connect_timeout=update.connect_timeout_seconds,
+            read_timeout=update.read_timeout_seconds,
+            ca_bundle=ca_bundle,
+        ),
     )
     timing = CheckTiming(
         interval=update.interval_seconds,
@@ -412,13 +317,17 @@ def self_update_cycle(config: Any, supervisor: Any, reports: Any = None) -> Self
         backoff_initial=update.backoff_initial_seconds,
         backoff_max=max(update.backoff_max_seconds, update.backoff_initial_seconds),
     )
-    check = CheckSettings(
+    check = CycleSettings(
         server=update.server,
         timing=timing,
         first_check_now=update.first_check == "now",
         node_id=update.node_id,
         node_config_dir=config.node_config_path(),
     )
-    return SelfUpdateCycle(
-        check, updater, reports=reports, client_factory=lambda: make_client(download)
+    return keeper_update_cycle(
+        check,
+        settings,
+        shutdown=supervisor.request_shutdown,
+        reports=reports,
+        errors=getattr(supervisor, "errors", None),
     )

@@ -1,9 +1,23 @@
-"""The check loop: announcement → decision → the update machine, on a jittered interval.
+"""The check loop: announcement → decision → a plan runner, on a jittered interval.
 
-One task in the keeper process. Timing is ``schedule``'s (random first delay, interval ×
-(1 ± jitter), backoff on failed checks, Retry-After as a floor). A failed update is not
-a failed check: it is retried on the next regular cycle, as the seed document asks for
-every failure case. Each cycle also retries deletions of old versions that failed.
+One class, two loops in the keeper process: the node's (its runner is the update
+machine, ``updater.machine``) and the keeper's own (its runner is
+``nodekeeper.selfupdate.runner.SelfUpdater``, which hands over to the launcher). What
+differs between them is a parameter, not a second copy (docs/decisions/046-one-check-loop.md):
+
+- the runner (:class:`PlanRunner`): what carries out a plan, whose state the decision
+  reads, whose snapshot the status shows;
+- ``node``: the node whose setup the updates wait for; None for the keeper's own loop,
+  which updates the keeper whatever the node is doing;
+- ``label``: how its log lines begin ("update …" for the node, "keeper update …");
+- ``says_shared_problems``: the two loops check the same control plane for the same node
+  identity, so only the node's loop warns about and indexes an unreachable control
+  plane or a missing identity; the keeper's loop logs its failed checks at INFO.
+
+Timing is ``schedule``'s (random first delay, interval × (1 ± jitter), backoff on
+failed checks, Retry-After as a floor). A failed update is not a failed check: it is
+retried on the next regular cycle, as the seed document asks for every failure case.
+Each cycle also retries deletions of old versions that failed.
 
 - Nothing installed yet: the first check is immediate (there is nothing to run until
   it installs a version, and no fleet-wide herd: a keeper installs once).
@@ -13,6 +27,8 @@ every failure case. Each cycle also retries deletions of old versions that faile
 - No identity yet: the rollout math needs the node ID, so only the minimum applies.
 - Each decision is summarised (``why``) for the status; a decision that differs from
   the last one is logged once at INFO, a repeated one at DEBUG.
+- A runner that hands over (the keeper's own, :data:`HANDED_OVER`) ends the loop: the
+  process is on its way out.
 - ``check_now`` (the status API's ``POST /update/check``) wakes the loop for a cycle at
   once and returns that cycle's decision. Only the loop runs cycles, so there is never a
   second one concurrently: requests during a check wait for the next cycle that starts
@@ -30,13 +46,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from nodekeeper.version.nodeid import parse_node_id
 from nodekeeper.version.schema import Announcement, Rollout
 
 from .errors import CheckFailed, IdentityUnavailable, NoArtifact, UpdateError
-from .machine import JournalWriteFailed, UpdateMachine
+from .machine import JournalWriteFailed
 from .plan import NoUpdate, UpdatePlan, plan_update
 from .schedule import CheckTiming, first_delay, next_delay
 from .why import NO_ARTIFACT, NOT_ANNOUNCED, decision_key, summarize
@@ -50,6 +66,31 @@ CHECK_FAILURE_LOG_SECONDS = 3600.0
 # seconds (tests, an impatient operator) must not spend its report rate on them.
 HEARTBEAT_SECONDS = 3600.0
 NO_ROLLOUT = Rollout(seed="", cursor="0" * 64)
+# What ``PlanRunner.run`` returns when this process handed over to a new version of
+# itself (the keeper's own update): no more cycles in this process.
+HANDED_OVER = "handed-over"
+
+
+class PlanRunner(Protocol):
+    """What carries out the plans a cycle decides: ``updater.machine.UpdateMachine`` for
+    the node, ``selfupdate.runner.SelfUpdater`` for the keeper itself."""
+
+    settings: Any  # .process and .platform: what the announcement is read for
+    state: Any  # .current, .current_or_zero, .failed, .inflight (None: nothing half-done)
+
+    async def finish_recovery(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+    async def run(self, plan: UpdatePlan) -> str: ...
+
+    def sweep(self) -> None: ...
+
+    def note_error(self, kind: str, message: str, *, logged: bool = False) -> None: ...
+
+    def running_version(self) -> str | None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -97,17 +138,22 @@ class UpdateCycle:
     def __init__(
         self,
         settings: CycleSettings,
-        machine: UpdateMachine,
+        runner: PlanRunner,
         node: Any,
         *,
         reports: Any = None,
         rand: Callable[[], float] = random.random,
         client_factory: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.time,
+        label: str = "update",
+        says_shared_problems: bool = True,
     ) -> None:
         self.settings = settings
-        self.machine = machine
-        self.node = node
+        self.runner = runner
+        self.node = node  # None: updates do not wait for the node's setup
+        self.label = label
+        self.says_shared_problems = says_shared_problems
+        self.handed_over = False
         self.reports = reports
         self.rand = rand
         self.client_factory = client_factory
@@ -132,16 +178,15 @@ class UpdateCycle:
         self._answering: list[asyncio.Future[dict[str, Any]]] = []
 
     async def run(self) -> None:
-        """Until cancelled: finish recovery, then check, decide, update, repeat."""
+        """Until cancelled or handed over: finish recovery, then check, decide, update,
+        repeat."""
         loop = asyncio.get_running_loop()
         try:
-            await self.machine.finish_recovery()
+            await self.runner.finish_recovery()
         except Exception:
             log.exception("update recovery failed; the next cycle tries again")
-        delay = first_check_delay(
-            self.settings, self.machine.state.current is not None, self.rand()
-        )
-        while True:
+        delay = first_check_delay(self.settings, self.runner.state.current is not None, self.rand())
+        while not self.handed_over:
             self.next_check_mono = loop.time() + delay
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -196,7 +241,7 @@ class UpdateCycle:
             retry_after = exc.retry_after
             self._answer()
         else:
-            if self.failures:
+            if self.failures and self.says_shared_problems:
                 log.info("control plane reachable again after %d failed checks", self.failures)
             self.failures = 0
             self.unreachable_since = None
@@ -209,7 +254,7 @@ class UpdateCycle:
                 # A bug must not end the loop that keeps the node up to date.
                 log.exception("update cycle failed unexpectedly; trying again next cycle")
         try:
-            self.machine.sweep()
+            self.runner.sweep()
         except Exception:
             log.exception("cleaning up old versions failed; trying again next cycle")
         self._heartbeat()
@@ -234,17 +279,18 @@ class UpdateCycle:
         return fetched
 
     async def _act(self, announcement: Announcement) -> None:
-        machine = self.machine
-        if machine.state.inflight is not None:
+        runner = self.runner
+        if runner.state.inflight is not None:
             # An earlier cycle's update stopped half-way on an unexpected error: finish or
             # undo it first; never start another update over it.
-            self.updating = machine.state.inflight.target
+            self.updating = runner.state.inflight.target
             self._answer()
-            await machine.resume()
+            await runner.resume()
             return
-        state = machine.state
-        process = machine.settings.process
-        if state.current is not None and needs_setup(self.node.observe()):
+        state = runner.state
+        process = runner.settings.process
+        waits = self.node is not None and state.current is not None
+        if waits and needs_setup(self.node.observe()):
             self._once(
                 "needs-setup",
                 f"the node is not set up; updates of {process} wait until it is "
@@ -260,7 +306,8 @@ class UpdateCycle:
             node_id = self._node_id()
         except IdentityUnavailable as exc:
             self.identity_error = str(exc)
-            self._once("identity", f"{exc}; only the minimum version applies until then")
+            if self.says_shared_problems:
+                self._once("identity", f"{exc}; only the minimum version applies until then")
             announcement = without_rollout(announcement, process)
             node_id = None
         else:
@@ -273,7 +320,7 @@ class UpdateCycle:
                 process,
                 state.current_or_zero,
                 node_id or bytes(32),
-                machine.settings.platform,
+                runner.settings.platform,
                 state.failed,
             )
         except NoArtifact as exc:
@@ -305,28 +352,30 @@ class UpdateCycle:
         )
         self.updating = decision.version
         self._answer()
-        await machine.run(decision)
+        if await runner.run(decision) == HANDED_OVER:
+            self.handed_over = True
 
     def _decided(self, summary: dict[str, Any]) -> None:
         """Keep the decision for the status; say it at INFO when it changed."""
         changed = decision_key(summary) != decision_key(self.decision)
         self.decision = summary
         if changed:
-            log.info("update decision: %s", summary["reason"])
+            log.info("%s decision: %s", self.label, summary["reason"])
         else:
-            log.debug("update decision unchanged: %s", summary["reason"])
+            log.debug("%s decision unchanged: %s", self.label, summary["reason"])
         self._answer()
 
     def _node_id(self) -> bytes:
         if self.settings.node_id:
             return parse_node_id(self.settings.node_id)
+        if self.settings.node_config_dir is None:
+            raise IdentityUnavailable("no node config dir")
         from .identity import read_node_id
 
-        assert self.settings.node_config_dir is not None
         return read_node_id(self.settings.node_config_dir)
 
     def _heartbeat(self) -> None:
-        version = self.machine.running_version()
+        version = self.runner.running_version()
         if self.reports is None or version is None:
             return
         now = asyncio.get_running_loop().time()
@@ -334,7 +383,7 @@ class UpdateCycle:
             return
         self._heartbeat_sent = (version, now)
         try:
-            self.reports.heartbeat(self.machine.settings.process, version)
+            self.reports.heartbeat(self.runner.settings.process, version)
         except Exception:
             log.exception("cannot queue a heartbeat")
 
@@ -350,15 +399,18 @@ class UpdateCycle:
             "error": str(exc),
             "failures": self.failures,
         }
+        if not self.says_shared_problems:  # the node's loop warns and indexes it
+            log.info("%s check failed (%d in a row): %s", self.label, self.failures, exc)
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._failure_logged is None or now - self._failure_logged >= CHECK_FAILURE_LOG_SECONDS:
             self._failure_logged = now
-            log.warning("update check failed (%d in a row): %s", self.failures, exc)
+            log.warning("%s check failed (%d in a row): %s", self.label, self.failures, exc)
         else:
-            log.info("update check failed (%d in a row): %s", self.failures, exc)
+            log.info("%s check failed (%d in a row): %s", self.label, self.failures, exc)
         if self.failures == 1:
-            self.machine.note_error(exc.kind, f"update check failed: {exc}", logged=True)
+            self.runner.note_error(exc.kind, f"{self.label} check failed: {exc}", logged=True)
 
     def _once(self, key: str, message: str, error: UpdateError | None = None) -> None:
         """Say something that holds until the situation changes once, not every cycle."""
@@ -366,7 +418,7 @@ class UpdateCycle:
             return
         self._said.add(key)
         if error is not None:
-            self.machine.note_error(error.kind, message)
+            self.runner.note_error(error.kind, message)
         else:
             log.info(message)
 
@@ -378,7 +430,7 @@ class UpdateCycle:
             else None
         )
         return {
-            **self.machine.snapshot(),
+            **self.runner.snapshot(),
             "server": self.settings.server,
             "checks": self.checks,
             "failed_checks_in_row": self.failures,
