@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nodekeeper.keeper.commands import update_rows
+from nodekeeper.updater import steps as steps_module
 from nodekeeper.updater.cycle import (
     HEARTBEAT_SECONDS,
     CycleSettings,
@@ -59,6 +60,7 @@ from nodekeeper.updater.state import (
     held,
     rolled_back,
 )
+from nodekeeper.updater.steps import STEPS
 from nodekeeper.version.schema import Artifact, parse_announcement
 
 ART = Artifact(url="http://cp.example/a.zip", sha256="a" * 64, size=10)
@@ -354,6 +356,17 @@ def test_old_refuses_database() -> None:
     assert old_refuses_database(65, 65)
     assert not old_refuses_database(1, 65)
     assert not old_refuses_database(None, 65)
+
+
+def test_the_step_table_covers_every_step_and_recovery_reads_it() -> None:
+    """One row per step; the steps recovery abandons are exactly the pre-switch ones;
+    the module docstring renders every row."""
+    assert list(STEPS) == list(Step)
+    assert {s for s, r in STEPS.items() if r.after_crash is Action.ABANDON} == PRE_SWITCH
+    doc = steps_module.__doc__ or ""
+    for step, rule in STEPS.items():
+        assert f"    {step.value}\n" in doc
+        assert rule.after_crash.value in doc
 
 
 # -- pre-switch failures -------------------------------------------------------------------

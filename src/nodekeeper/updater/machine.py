@@ -1,19 +1,9 @@
 """The update state machine: one update from a plan to commit, rollback or hold.
 
 Each step is a named state (``state.Step``) written to the journal *before* its side
-effects, with its own way back (shape after the Mender client's ArtifactInstall /
-ArtifactCommit / ArtifactRollback states):
-
-    step        side effects                               undo / after a crash
-    download    downloads/<name>.part                      kept; the next attempt resumes it
-    verify      .part → <name>.zip (size + sha256)         a bad file is deleted; re-verified
-    unpack      versions/<p>/<v>.tmp-* → rename           .tmp-* deleted
-    preflight   `<artifact> version`                      nothing to undo
-    switch      stop old, start new (supervisor)           recovery runs the new version
-    probation   watch pulse and exits                      recovery restarts probation
-    commit      report; current = new, previous = old      finished by recovery
-    rollback    switch back to old; report                 finished by recovery
-    hold        stay on new; report loudly                 finished by recovery
+effects, with its own way back: the one table of steps, their side effects, what recovery
+does after a crash in each and how an error in each ends is ``steps.STEPS`` (rendered in
+that module's docstring).
 
 Everything up to preflight happens while the old node serves: its downtime is the
 supervisor's stop + start. Decisions are pure functions elsewhere (``probation``,

@@ -5,36 +5,24 @@ is ever executed. Only a complete install directory (``versions/<proc>/<ver>``, 
 by a rename after unpack and verified before it) is ever started, and the decision
 below only names versions the caller found installed.
 
-    step in flight            the old node was          recovery
-    none                      (current)                 run current
-    download/verify/unpack/   running, untouched        abandon: run current; leftovers
-      preflight                                         (.tmp-*/.old-*) are removed, a
-                                                        .part is kept and resumed next cycle
-    switch/probation          maybe stopped; the new    run the new version and resume its
-                              one may have migrated     probation from the start
-    commit                    new one passed            run the new version, finish commit
-    rollback                  stopping or stopped       run the old version, finish rollback
-    hold                      new one migrated          run the new version, finish hold
+The action for each step in flight is the ``after_crash`` column of the one step table,
+``steps.STEPS`` (its docstring renders the whole table); this module adds the versions:
+which installed version to run, and the state to write before running it. With no step
+in flight the node runs ``current``; a step past the switch whose new version is no
+longer installed is abandoned like a pre-switch one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
 from nodekeeper.version.versions import InvalidVersionError, parse_version
 
-from .state import PRE_SWITCH, Step, UpdateState, abandon
+from .state import Step, UpdateState, abandon
+from .steps import STEPS, Action
 
-
-class Action(StrEnum):
-    NOTHING = "nothing"  # no step in flight
-    ABANDON = "abandon"  # a pre-switch step: the old node never stopped
-    RESUME_PROBATION = "resume-probation"
-    FINISH_COMMIT = "finish-commit"
-    FINISH_ROLLBACK = "finish-rollback"
-    FINISH_HOLD = "finish-hold"
+__all__ = ["Action", "Recovery", "plan_recovery", "state_from_disk"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +31,6 @@ class Recovery:
     run_version: str | None  # start the node with this version (None: nothing to run)
     state: UpdateState  # write this before starting anything
     note: str  # one line for the keeper log
-
-
-_FINISH = {
-    Step.COMMIT: Action.FINISH_COMMIT,
-    Step.ROLLBACK: Action.FINISH_ROLLBACK,
-    Step.HOLD: Action.FINISH_HOLD,
-}
 
 
 def plan_recovery(state: UpdateState, installed: Iterable[str]) -> Recovery:
@@ -63,7 +44,8 @@ def plan_recovery(state: UpdateState, installed: Iterable[str]) -> Recovery:
             note = f"the committed version {state.current} is not installed; running {run}"
         return Recovery(Action.NOTHING, run, state, note)
     step = inflight.step
-    if step in PRE_SWITCH:
+    action = STEPS[step].after_crash
+    if action is Action.ABANDON:
         run = _first_installed((state.current, state.previous), have)
         return Recovery(
             Action.ABANDON,
@@ -72,7 +54,7 @@ def plan_recovery(state: UpdateState, installed: Iterable[str]) -> Recovery:
             f"the update to {inflight.target} stopped during {step.value}; the node never "
             f"left {state.current or 'nothing'}; the next cycle resumes the update",
         )
-    if step is Step.ROLLBACK:
+    if action is Action.FINISH_ROLLBACK:
         run = _first_installed((inflight.from_version, state.current, state.previous), have)
         return Recovery(
             Action.FINISH_ROLLBACK,
@@ -90,7 +72,7 @@ def plan_recovery(state: UpdateState, installed: Iterable[str]) -> Recovery:
             abandon(state),
             f"{inflight.target} is no longer installed; running {run or 'nothing'}",
         )
-    if step in (Step.SWITCH, Step.PROBATION):
+    if action is Action.RESUME_PROBATION:
         # Probation restarts from zero: the time before the crash is not evidence.
         return Recovery(
             Action.RESUME_PROBATION,
@@ -100,7 +82,7 @@ def plan_recovery(state: UpdateState, installed: Iterable[str]) -> Recovery:
             "starting its probation again",
         )
     return Recovery(
-        _FINISH[step],
+        action,
         inflight.target,
         state,
         f"the update to {inflight.target} stopped during {step.value}; finishing it",
