@@ -12,17 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from nodekeeper.launcher.closed_stdout import EXIT_STDOUT_CLOSED
-
-__all__ = [
-    "EXIT_FAILURE",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_STDOUT_CLOSED",
-    "EXIT_USAGE",
-    "CommandError",
-    "exit_code_of",
-]
+from nodekeeper.launcher.closed_stdout import EXIT_STDOUT_CLOSED as EXIT_STDOUT_CLOSED
 
 # 0 ok, 1 runtime failure, 2 usage or configuration error (argparse's own).
 EXIT_OK = 0

@@ -1,27 +1,29 @@
-"""`nodekeeper run` and `nodekeeper status`."""
+"""The keeper's command group: `nodekeeper run`, `nodekeeper status`, `nodekeeper update`.
+
+``register(subparsers)`` adds them to the `nodekeeper` parser (nodekeeper.cli.root);
+`python -m nodekeeper.keeper` runs `run_command` alone. `run` locks the data directory,
+opens the logs and hands the rest to `keeper.wiring.Keeper` (built once, then served).
+Everything heavy is imported when a command runs: `nodekeeper status` needs no supervisor.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodekeeper.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from nodekeeper.cli.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 from nodekeeper.keeper.config import DEFAULT_STATUS_PORT, ConfigError, KeeperConfig, load_config
 
 # The human status lives in status_view; these names stay importable from here.
 from nodekeeper.keeper.status_view import status_rows, update_rows
 
-__all__ = ["register", "run_command", "serve", "status_command", "status_rows", "update_rows"]
-
-log = logging.getLogger("nodekeeper.keeper")
+__all__ = ["register", "run_command", "status_command", "status_rows", "update_rows"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,7 +86,7 @@ def _load(path: Path | None) -> KeeperConfig:
 
 def run_command(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    from nodekeeper.keeper.supervisor import Supervisor
+    from nodekeeper.keeper.wiring import Keeper
     from nodekeeper.platform import current_platform
 
     # First: a second keeper on this data directory must write nothing (no log line, no
@@ -94,13 +96,13 @@ def run_command(args: argparse.Namespace) -> int:
         logs = _setup_logging(config)
         try:
             try:
-                supervisor = Supervisor(
+                keeper = Keeper.build(
                     config, current_platform(), sink=logs.sink, errors=logs.errors
                 )
             except ConfigError as exc:
                 where = f"{config.source}: " if config.source else ""
                 raise CommandError(f"{where}{exc}", EXIT_USAGE) from None
-            asyncio.run(serve(config, supervisor))
+            asyncio.run(keeper.serve())
         finally:
             logs.close()
     finally:
@@ -119,177 +121,6 @@ def _lock_data_dir(config: KeeperConfig) -> Any:
         raise CommandError(str(exc), EXIT_FAILURE) from None
     except (instance_lock.LockUnavailable, OSError) as exc:
         raise CommandError(f"cannot lock the data directory: {exc}", EXIT_FAILURE) from None
-
-
-async def serve(config: KeeperConfig, supervisor: Any) -> None:
-    """Serve the status API and supervise until `supervisor.request_shutdown()` (SIGTERM,
-    SIGINT, or a Windows service stop calling it from its own thread). With an
-    ``[update]`` table, the updater and the report sender run alongside."""
-    from nodekeeper.keeper.api import serve_status
-
-    updating = _updating(config, supervisor) if config.update is not None else None
-    snapshot = supervisor.snapshot if updating is None else updating.snapshot
-    host, port = config.status_host_port()
-    try:
-        server = await serve_status(host, port, snapshot)
-    except OSError as exc:
-        raise CommandError(
-            f"cannot serve the status API on {host}:{port} ({exc.strerror}); "
-            "is another keeper running? (status.listen)",
-            EXIT_FAILURE,
-        ) from None
-    network = _network_abort() if updating is not None else None
-
-    def stop() -> None:
-        supervisor.request_shutdown()
-        # At once, not after the node stopped: a check or download blocked on a slow
-        # server in a worker thread would otherwise keep the process alive after
-        # "keeper stopped" (asyncio.run waits for its threads).
-        if network is not None:
-            network.abort("the keeper is stopping")
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, stop)
-        except (NotImplementedError, RuntimeError):  # Windows: the service stop calls it
-            signal.signal(signum, lambda *_: stop())
-    log.info("keeper started; status on http://%s:%d/status", host, port)
-    background = updating.start() if updating is not None else []
-    try:
-        await supervisor.run()
-    finally:
-        # Also reached by a Windows service stop or a self-update hand-over, which call
-        # supervisor.request_shutdown() directly.
-        if network is not None:
-            network.abort("the keeper is stopping")
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        server.close()
-        with contextlib.suppress(Exception):
-            await server.wait_closed()
-    log.info("keeper stopped")
-
-
-class _Updating:
-    """The updater's parts in the keeper process: reporter, state machine, check loop."""
-
-    def __init__(self, supervisor: Any, reporter: Any, cycle: Any, self_cycle: Any) -> None:
-        self.supervisor = supervisor
-        self.reporter = reporter
-        self.cycle = cycle
-        # The keeper's own update loop (nodekeeper.selfupdate.runner); None unless started by
-        # nodekeeper-launcher.
-        self.self_cycle = self_cycle
-
-    def start(self) -> list[asyncio.Task[None]]:
-        tasks = [asyncio.create_task(self.reporter.run()), asyncio.create_task(self.cycle.run())]
-        if self.self_cycle is not None:
-            tasks.append(asyncio.create_task(self.self_cycle.run()))
-        return tasks
-
-    async def check_now(self) -> dict[str, Any]:
-        """``POST /update/check``: a check cycle now (see keeper.api)."""
-        return await self.cycle.check_now()
-
-    def snapshot(self) -> dict[str, Any]:
-        data = self.supervisor.snapshot()
-        data["update"] = self.cycle.snapshot()
-        data["reports"] = self.reporter.snapshot()
-        if self.self_cycle is not None:
-            data["self_update"] = self.self_cycle.snapshot()
-        return data
-
-
-def _updating(config: KeeperConfig, supervisor: Any) -> _Updating:
-    """Build the updater and recover its journal before the supervisor starts anything:
-    the recovery decides which installed version the node runs."""
-    from nodekeeper.identity import IdentitySource
-    from nodekeeper.keeper.reports import Reporter, ReporterSettings, ReportingErrorSink
-    from nodekeeper.updater.cycle import CycleSettings, UpdateCycle
-    from nodekeeper.updater.download import DownloadSettings
-    from nodekeeper.updater.machine import Layout, MachineSettings, UpdateMachine
-    from nodekeeper.updater.schedule import CheckTiming
-    from nodekeeper.version.platforms import this_platform
-
-    update = config.update
-    assert update is not None
-    # One INFO line per check and per report would drown the keeper log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    reporter = Reporter(
-        ReporterSettings(
-            server_url=update.server,
-            directory=config.state_path() / "reports",
-            request_deadline=update.request_deadline_seconds,
-        ),
-        IdentitySource.in_config_dir(config.node_config_path()),
-    )
-    ca_bundle = Path(config.expand(update.ca_bundle)) if update.ca_bundle else None
-    settings = MachineSettings(
-        process=update.process,
-        platform=update.platform or this_platform(),
-        args=config.update_args(),
-        probation_seconds=update.probation_seconds,
-        start_timeout_seconds=update.probation_start_timeout_seconds,
-        preflight_timeout_seconds=update.preflight_timeout_seconds,
-        downgrade_refused_exit_code=update.downgrade_refused_exit_code,
-        download=DownloadSettings(
-            connect_timeout=update.connect_timeout_seconds,
-            read_timeout=update.read_timeout_seconds,
-            request_deadline=update.request_deadline_seconds,
-            ca_bundle=ca_bundle,
-        ),
-    )
-    machine = UpdateMachine(
-        settings,
-        Layout(config.data_path()),
-        supervisor,
-        reports=reporter,
-        errors=supervisor.errors,
-    )
-    # The supervisor's crash-loop, hang and limit events become reports too.
-    supervisor.errors = ReportingErrorSink(
-        reporter, version=machine.running_version, index=supervisor.errors, process=update.process
-    )
-    machine.recover()
-    timing = CheckTiming(
-        interval=update.interval_seconds,
-        jitter=update.jitter,
-        backoff_initial=update.backoff_initial_seconds,
-        backoff_max=max(update.backoff_max_seconds, update.backoff_initial_seconds),
-    )
-    cycle = UpdateCycle(
-        CycleSettings(
-            server=update.server,
-            timing=timing,
-            first_check_now=update.first_check == "now",
-            node_id=update.node_id,
-            node_config_dir=config.node_config_path(),
-        ),
-        machine,
-        supervisor,
-        reports=reporter,
-        client_factory=lambda: _client(settings),
-    )
-    from nodekeeper.selfupdate.runner import self_update_cycle
-
-    return _Updating(supervisor, reporter, cycle, self_update_cycle(config, supervisor, reporter))
-
-
-def _network_abort() -> Any:
-    """The process-wide abort every keeper HTTP client obeys, armed for this run (an
-    earlier keeper run in the same process, e.g. a test, may have fired it)."""
-    from nodekeeper.updater.netabort import KEEPER_SHUTDOWN
-
-    KEEPER_SHUTDOWN.reset()
-    return KEEPER_SHUTDOWN
-
-
-def _client(settings: Any) -> Any:
-    from nodekeeper.updater.download import make_client
-
-    return make_client(settings.download)
 
 
 @dataclass

@@ -1,0 +1,217 @@
+"""The keeper's parts, built once from its config, and run together.
+
+`Keeper.build` is the whole start-up wiring of `nodekeeper run` and `python -m
+nodekeeper.keeper`, in the order the parts need each other:
+
+1. ``[update]`` becomes typed settings, once (`keeper.update_settings`);
+2. the report sender, then the error sink that turns the supervisor's crash-loop, hang
+   and limit events into reports as well as error-index entries;
+3. the supervisor, given that sink (nothing is patched in afterwards);
+4. the node's update machine, which recovers its journal before anything runs (the
+   recovery decides which installed version the node starts), its check loop, and the
+   keeper's own update loop when nodekeeper-launcher started this keeper.
+
+`Keeper.serve` then runs them beside the status API until the supervisor is asked to
+shut down. A keeper without ``[update]`` builds the supervisor alone and never imports
+the updater (its idle memory, bench/supervisor_bench.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nodekeeper.cli.errors import EXIT_FAILURE, CommandError
+from nodekeeper.keeper.config import KeeperConfig
+from nodekeeper.keeper.output import LineSink
+from nodekeeper.keeper.supervisor import ErrorSink, Supervisor
+from nodekeeper.platform.base import Platform
+
+if TYPE_CHECKING:  # the updater's modules load only for a keeper with [update]
+    from nodekeeper.keeper.reports import Reporter
+    from nodekeeper.updater.cycle import UpdateCycle
+    from nodekeeper.updater.machine import UpdateMachine
+    from nodekeeper.updater.netabort import NetworkAbort
+
+__all__ = ["Keeper", "Updating"]
+
+log = logging.getLogger("nodekeeper.keeper")
+
+
+@dataclass
+class Updating:
+    """The updater's parts in the keeper process: reporter, state machine, check loops."""
+
+    supervisor: Supervisor
+    reporter: Reporter
+    machine: UpdateMachine
+    cycle: UpdateCycle
+    # The keeper's own update loop (nodekeeper.selfupdate); None unless started by
+    # nodekeeper-launcher.
+    self_cycle: UpdateCycle | None
+
+    def start(self) -> list[asyncio.Task[None]]:
+        tasks = [asyncio.create_task(self.reporter.run()), asyncio.create_task(self.cycle.run())]
+        if self.self_cycle is not None:
+            tasks.append(asyncio.create_task(self.self_cycle.run()))
+        return tasks
+
+    async def check_now(self) -> dict[str, Any]:
+        """``POST /update/check``: a check cycle now (see keeper.api)."""
+        return await self.cycle.check_now()
+
+    def snapshot(self) -> dict[str, Any]:
+        data = self.supervisor.snapshot()
+        data["update"] = self.cycle.snapshot()
+        data["reports"] = self.reporter.snapshot()
+        if self.self_cycle is not None:
+            data["self_update"] = self.self_cycle.snapshot()
+        return data
+
+
+@dataclass
+class Keeper:
+    """One keeper: its config, the supervisor of the node, and, with ``[update]``, the
+    updater's parts."""
+
+    config: KeeperConfig
+    supervisor: Supervisor
+    updating: Updating | None
+
+    @classmethod
+    def build(
+        cls, config: KeeperConfig, platform: Platform, *, sink: LineSink, errors: ErrorSink
+    ) -> Keeper:
+        """Build every part, and recover the update journal. ``sink`` takes the node's
+        output, ``errors`` is the error index. Raises ConfigError for what only the
+        supervisor can check (CPU cores, the probe)."""
+        if config.update is None:
+            return cls(config, Supervisor(config, platform, sink=sink, errors=errors), None)
+        updating = _build_updating(config, platform, sink=sink, index=errors)
+        return cls(config, updating.supervisor, updating)
+
+    async def serve(self) -> None:
+        """Serve the status API and supervise until `supervisor.request_shutdown()`
+        (SIGTERM, SIGINT, or a Windows service stop calling it from its own thread). With
+        an ``[update]`` table, the updater and the report sender run alongside."""
+        from nodekeeper.keeper.api import serve_status
+
+        supervisor, updating = self.supervisor, self.updating
+        # The API finds ``check_now`` (POST /update/check) on the snapshot's object.
+        snapshot = supervisor.snapshot if updating is None else updating.snapshot
+        host, port = self.config.status_host_port()
+        try:
+            server = await serve_status(host, port, snapshot)
+        except OSError as exc:
+            raise CommandError(
+                f"cannot serve the status API on {host}:{port} ({exc.strerror}); "
+                "is another keeper running? (status.listen)",
+                EXIT_FAILURE,
+            ) from None
+        network = _network_abort() if updating is not None else None
+
+        def stop() -> None:
+            supervisor.request_shutdown()
+            # At once, not after the node stopped: a check or download blocked on a slow
+            # server in a worker thread would otherwise keep the process alive after
+            # "keeper stopped" (asyncio.run waits for its threads).
+            if network is not None:
+                network.abort("the keeper is stopping")
+
+        _on_stop_signals(stop)
+        log.info("keeper started; status on http://%s:%d/status", host, port)
+        background = updating.start() if updating is not None else []
+        try:
+            await supervisor.run()
+        finally:
+            # Also reached by a Windows service stop or a self-update hand-over, which call
+            # supervisor.request_shutdown() directly.
+            if network is not None:
+                network.abort("the keeper is stopping")
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            server.close()
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        log.info("keeper stopped")
+
+
+def _build_updating(
+    config: KeeperConfig, platform: Platform, *, sink: LineSink, index: ErrorSink
+) -> Updating:
+    from nodekeeper.identity import IdentitySource
+    from nodekeeper.keeper.reports import Reporter, ReportingErrorSink
+    from nodekeeper.keeper.update_settings import UpdateSettings
+    from nodekeeper.selfupdate.runner import keeper_update_cycle
+    from nodekeeper.updater.cycle import UpdateCycle
+    from nodekeeper.updater.download import make_client
+    from nodekeeper.updater.machine import Layout, UpdateMachine
+
+    settings = UpdateSettings.from_config(config)
+    # One INFO line per check and per report would drown the keeper log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    reporter = Reporter(settings.reporter, IdentitySource.in_config_dir(config.node_config_path()))
+    machine: UpdateMachine | None = None
+
+    def running_version() -> str | None:
+        # The machine drives the supervisor, so it is built after it; the supervisor
+        # records nothing before it runs, which is after the build.
+        return machine.running_version() if machine is not None else None
+
+    # The supervisor's crash-loop, hang and limit events become reports too; each still
+    # reaches the error index behind it.
+    errors = ReportingErrorSink(
+        reporter, version=running_version, index=index, process=settings.process
+    )
+    supervisor = Supervisor(config, platform, sink=sink, errors=errors)
+    # The machine's own problems go to the error index only: it reports them itself.
+    machine = UpdateMachine(
+        settings.machine,
+        Layout(config.data_path()),
+        supervisor,
+        reports=reporter,
+        errors=index,
+    )
+    machine.recover()
+    download = settings.machine.download
+    cycle = UpdateCycle(
+        settings.check,
+        machine,
+        supervisor,
+        reports=reporter,
+        client_factory=lambda: make_client(download),
+    )
+    self_cycle = keeper_update_cycle(
+        settings.check,
+        settings.self_update,
+        shutdown=supervisor.request_shutdown,
+        reports=reporter,
+        errors=errors,
+    )
+    return Updating(supervisor, reporter, machine, cycle, self_cycle)
+
+
+def _network_abort() -> NetworkAbort:
+    """The process-wide abort every keeper HTTP client obeys, armed for this run (an
+    earlier keeper run in the same process, e.g. a test, may have fired it)."""
+    from nodekeeper.updater.netabort import KEEPER_SHUTDOWN
+
+    KEEPER_SHUTDOWN.reset()
+    return KEEPER_SHUTDOWN
+
+
+def _on_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT call ``stop`` (on the loop; on Windows, where the loop cannot
+    take signal handlers, as a plain handler: the service stop calls it too)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop)
+        except (NotImplementedError, RuntimeError):  # Windows: the service stop calls it
+            signal.signal(signum, lambda *_: stop())
