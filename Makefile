@@ -21,6 +21,7 @@ system-packages:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 test: $(STAMP) system-packages lint
 	scripts/with-test-services.sh $(VENV)/bin/pytest
