@@ -118,7 +118,8 @@ config = KeeperConfig.model_validate(json.loads(Path({str(config_file)!r}).read_
 index = ListErrors()
 keeper = Keeper.build(config, current_platform(), sink=ListSink(), errors=index)
 assert keeper.updating is None and keeper.supervisor.errors is index
-loaded = sorted(m for m in sys.modules if m.startswith(("nodekeeper.updater", "nodekeeper.selfupdate", "httpx")))
+heavy = ("nodekeeper.updater", "nodekeeper.selfupdate", "httpx")
+loaded = sorted(m for m in sys.modules if m.startswith(heavy))
 print(json.dumps(loaded))
 """
     root = Path(__file__).resolve().parents[2]
