@@ -34,6 +34,10 @@ Each cycle also retries deletions of old versions that failed.
   second one concurrently: requests during a check wait for the next cycle that starts
   after them (several requests share it), and a request while an update is being carried
   out is answered at once with that update instead of a check.
+
+The loop reads time and waits between cycles through a :class:`Clock` (the system's by
+default), so a test can run a given number of cycles without sleeping through their
+intervals and read the delays the loop asked for (docs/decisions/060-*).
 """
 
 from __future__ import annotations
@@ -69,6 +73,37 @@ NO_ROLLOUT = Rollout(seed="", cursor="0" * 64)
 # What ``PlanRunner.run`` returns when this process handed over to a new version of
 # itself (the keeper's own update): no more cycles in this process.
 HANDED_OVER = "handed-over"
+
+
+class Clock(Protocol):
+    """The loop's notion of time: the wall clock for what the status shows, a monotonic
+    one for intervals, and the wait between cycles that ``check_now`` cuts short."""
+
+    def wall(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+    async def wait(self, seconds: float, wake: asyncio.Event) -> None:
+        """Return after ``seconds``, or as soon as ``wake`` is set."""
+        ...
+
+
+class SystemClock:
+    """The real clock: ``time.time``, the event loop's monotonic time (asyncio's default
+    loop reads ``time.monotonic``) and a wait on the event with a timeout."""
+
+    def wall(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def wait(self, seconds: float, wake: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 class PlanRunner(Protocol):
@@ -144,7 +179,7 @@ class UpdateCycle:
         reports: Any = None,
         rand: Callable[[], float] = random.random,
         client_factory: Callable[[], Any] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         label: str = "update",
         says_shared_problems: bool = True,
     ) -> None:
@@ -180,16 +215,14 @@ class UpdateCycle:
     async def run(self) -> None:
         """Until cancelled or handed over: finish recovery, then check, decide, update,
         repeat."""
-        loop = asyncio.get_running_loop()
         try:
             await self.runner.finish_recovery()
         except Exception:
             log.exception("update recovery failed; the next cycle tries again")
         delay = first_check_delay(self.settings, self.runner.state.current is not None, self.rand())
         while not self.handed_over:
-            self.next_check_mono = loop.time() + delay
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            self.next_check_mono = self.clock.monotonic() + delay
+            await self.clock.wait(delay, self._wake)
             self.next_check_mono = None
             retry_after = await self._cycle()
             delay = next_delay(self.settings.timing, self.failures, self.rand(), retry_after)
@@ -272,7 +305,7 @@ class UpdateCycle:
         self._previous = fetched
         self.last_check = {
             "ok": True,
-            "at": self.clock(),
+            "at": self.clock.wall(),
             "etag": fetched.etag,
             "not_modified": fetched.not_modified,
         }
@@ -324,7 +357,8 @@ class UpdateCycle:
                 state.failed,
             )
         except NoArtifact as exc:
-            self._decided(summarize(code=NO_ARTIFACT, reason=str(exc), at=self.clock(), **summary))
+            at = self.clock.wall()
+            self._decided(summarize(code=NO_ARTIFACT, reason=str(exc), at=at, **summary))
             self._once(f"no-artifact:{exc}", str(exc), error=exc)
             return
         if isinstance(decision, NoUpdate):
@@ -334,7 +368,7 @@ class UpdateCycle:
                     code=found.code if found else NOT_ANNOUNCED,
                     reason=decision.reason,
                     skipped=decision.skipped_failed,
-                    at=self.clock(),
+                    at=self.clock.wall(),
                     **summary,
                 )
             )
@@ -346,7 +380,7 @@ class UpdateCycle:
                 code=decision.code,
                 reason=decision.reason,
                 target=decision.version,
-                at=self.clock(),
+                at=self.clock.wall(),
                 **summary,
             )
         )
@@ -378,7 +412,7 @@ class UpdateCycle:
         version = self.runner.running_version()
         if self.reports is None or version is None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self.clock.monotonic()
         if not heartbeat_due(self._heartbeat_sent, version, now):
             return
         self._heartbeat_sent = (version, now)
@@ -390,7 +424,7 @@ class UpdateCycle:
     # -- messages ----------------------------------------------------------------------
 
     def _check_failed(self, exc: CheckFailed) -> None:
-        now_wall = self.clock()
+        now_wall = self.clock.wall()
         if self.unreachable_since is None:
             self.unreachable_since = now_wall
         self.last_check = {
@@ -402,8 +436,7 @@ class UpdateCycle:
         if not self.says_shared_problems:  # the node's loop warns and indexes it
             log.info("%s check failed (%d in a row): %s", self.label, self.failures, exc)
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = self.clock.monotonic()
         if self._failure_logged is None or now - self._failure_logged >= CHECK_FAILURE_LOG_SECONDS:
             self._failure_logged = now
             log.warning("%s check failed (%d in a row): %s", self.label, self.failures, exc)
@@ -423,9 +456,8 @@ class UpdateCycle:
             log.info(message)
 
     def snapshot(self) -> dict[str, Any]:
-        loop = asyncio.get_event_loop()
         next_in = (
-            max(0.0, self.next_check_mono - loop.time())
+            max(0.0, self.next_check_mono - self.clock.monotonic())
             if self.next_check_mono is not None
             else None
         )
@@ -438,7 +470,7 @@ class UpdateCycle:
             "last_check": self.last_check,
             "checking": self.checking,
             "next_check_in": next_in,
-            "next_check_at": self.clock() + next_in if next_in is not None else None,
+            "next_check_at": self.clock.wall() + next_in if next_in is not None else None,
             "decision": self.decision,
             "identity_error": self.identity_error,
         }
