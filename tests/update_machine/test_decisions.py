@@ -30,7 +30,7 @@ from nodekeeper.updater.errors import (
     VerificationFailed,
 )
 from nodekeeper.updater.journal import Journal, JournalCorrupt
-from nodekeeper.updater.machine import CrashHook
+from nodekeeper.updater.crashpoints import CrashHook
 from nodekeeper.updater.plan import UpdatePlan
 from nodekeeper.updater.probation import (
     AfterFailure,

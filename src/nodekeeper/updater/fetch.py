@@ -1,23 +1,37 @@
 """Download and verification composed, plus the downloads directory's housekeeping.
 
-``fetch_verified`` is the call the state machine makes for its "downloading" step: it
-reuses a verified zip left by an earlier cycle (re-hashed first: nothing on disk is
-trusted across a crash), otherwise resumes or starts the download and verifies it.
+``fetch_verified`` is the one fetch path, for the node's state machine and the keeper's
+own update alike: it reuses a verified zip left by an earlier cycle (re-hashed first:
+nothing on disk is trusted across a crash), otherwise resumes or starts the download and
+verifies it. ``entering`` tells the caller when the work moves to verifying (or back to
+downloading, when a kept zip changed on disk), so the state machine can journal its
+DOWNLOAD and VERIFY steps before their side effects.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Literal
 
 import httpx
 
 from nodekeeper.version.schema import Artifact
 
-from .download import DEFAULT_FREE_SPACE_MARGIN, download
+from .download import DEFAULT_FREE_SPACE_MARGIN, SpeedFloor, download
 from .errors import VerificationFailed
 from .verify import verified_path, verify_download, verify_file
+
+log = logging.getLogger("nodekeeper.updater")
+
+FetchStep = Literal["download", "verify"]
+_DEFAULT_FLOOR = SpeedFloor()
+
+
+def _nothing(step: FetchStep) -> None:
+    pass
 
 
 def fetch_verified(
@@ -28,19 +42,29 @@ def fetch_verified(
     free_space_margin: int = DEFAULT_FREE_SPACE_MARGIN,
     cancel: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
+    speed_floor: SpeedFloor = _DEFAULT_FLOOR,
+    entering: Callable[[FetchStep], None] = _nothing,
 ) -> Path:
     """The path of a zip whose size and sha256 are the announced ones.
 
-    Raises what ``download`` and ``verify_download`` raise. An earlier verified zip that
-    no longer matches (a power cut, a disk error) is deleted and fetched again here.
+    The caller is in its "download" step when it calls; ``entering("verify")`` is called
+    before any whole file is hashed, ``entering("download")`` before a download that
+    follows a kept zip which no longer matched. Raises what ``download``,
+    ``verify_download`` and ``entering`` raise. An earlier verified zip that no longer
+    matches (a power cut, a disk error) is deleted and fetched again here.
     """
     final = verified_path(part)
     if final.exists():
+        entering("verify")
         try:
             verify_file(final, artifact)
             return final
         except VerificationFailed:
-            pass  # deleted by verify_file; fetch it again below
+            # Deleted by verify_file; fetch it again below.
+            log.warning("the verified download %s changed on disk; fetching it again", final)
+            entering("download")
+    if part.exists():
+        log.info("resuming the download of %s from %d bytes", part.name, part.stat().st_size)
     result = download(
         client,
         artifact,
@@ -48,7 +72,9 @@ def fetch_verified(
         free_space_margin=free_space_margin,
         cancel=cancel,
         progress=progress,
+        speed_floor=speed_floor,
     )
+    entering("verify")
     return verify_download(result, artifact)
 
 

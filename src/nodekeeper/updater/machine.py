@@ -7,38 +7,39 @@ that module's docstring).
 
 Everything up to preflight happens while the old node serves: its downtime is the
 supervisor's stop + start. Decisions are pure functions elsewhere (``probation``,
-``recovery``, ``retention``, ``plan``); this module is the I/O around them.
+``recovery``, ``retention``, ``plan``); this module walks the steps and is the I/O
+around them. Its neighbours each do one job for it:
+
+- ``fetch.fetch_verified`` and ``install.install_checked``: the one fetch → verify →
+  install path (the keeper's own update uses it too); the machine journals its steps
+  through their hooks;
+- ``installs``: the layout of the data dir and the command of an installed version;
+- ``notify`` and ``outcomes``: problems said once (log, error index, report) and the
+  status snapshot;
+- ``interfaces``: what the machine needs from the keeper (node, reports, error index);
+- ``crashpoints``: the crash tests' kill points.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from nodekeeper.version.manifest import (
-    MANIFEST_NAME,
-    ArtifactManifest,
-    manifest_for_zip,
-    parse_manifest,
-    run_argv,
-)
-
+from .crashpoints import CrashHook
 from .download import DownloadSettings
-from .errors import (
-    InvalidArtifact,
-    UpdateError,
-    VerificationFailed,
-)
+from .errors import UpdateError
+from .installs import Installs, Layout
+from .interfaces import ErrorSink, Node, Reports
 from .journal import Journal, JournalCorrupt
+from .notify import Notifier
+from .outcomes import Outcomes
 from .plan import UpdatePlan
 from .probation import (
     AfterFailure,
@@ -65,9 +66,9 @@ from .state import (
     rolled_back,
 )
 
-log = logging.getLogger("nodekeeper.updater")
+__all__ = ["JournalWriteFailed", "Layout", "MachineSettings", "UpdateMachine"]
 
-CRASH_ENV = "NODEKEEPER_TEST_CRASH_AT"
+log = logging.getLogger("nodekeeper.updater")
 
 
 class JournalWriteFailed(UpdateError):
@@ -75,63 +76,6 @@ class JournalWriteFailed(UpdateError):
     dir). The step it was to record has not begun; the update waits for the next cycle."""
 
     kind = "journal_write_failed"
-
-
-# -- what the machine drives ---------------------------------------------------------------
-
-
-class Node(Protocol):
-    """``keeper.supervisor.Supervisor``."""
-
-    def set_command(self, argv: list[str] | None) -> None: ...
-
-    @property
-    def command(self) -> list[str] | None: ...
-
-    async def switch(self, argv: list[str]) -> int: ...
-
-    @property
-    def command_generation(self) -> int: ...
-
-    def observe(self) -> Any: ...
-
-
-class Reports(Protocol):
-    """``keeper.reports.Reporter``."""
-
-    def report(
-        self,
-        kind: Any,
-        message: str,
-        *,
-        process: str,
-        version: str,
-        target_version: str | None = None,
-        **details: Any,
-    ) -> str | None: ...
-
-
-class Errors(Protocol):
-    def record(self, source: str, level: int, message: str, **fields: Any) -> Any: ...
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The updater's part of the keeper's data dir."""
-
-    data_dir: Path
-
-    @property
-    def downloads(self) -> Path:
-        return self.data_dir / "downloads"
-
-    @property
-    def versions(self) -> Path:
-        return self.data_dir / "versions"
-
-    @property
-    def state(self) -> Path:
-        return self.data_dir / "state"
 
 
 @dataclass(frozen=True)
@@ -149,53 +93,6 @@ class MachineSettings:
     download: DownloadSettings = field(default_factory=DownloadSettings)
 
 
-# -- test instrumentation ----------------------------------------------------------------
-
-
-class CrashHook:
-    """``NODEKEEPER_TEST_CRASH_AT`` makes the keeper SIGKILL itself, for the crash tests:
-
-    - ``STEP``: right after STEP is journaled, before any of its side effects;
-    - ``STEP!``: right before STEP is journaled (after the previous step's effects);
-    - ``STEP+SECONDS``: SECONDS after STEP is journaled, from a timer thread: an instant
-      in the middle of the step's work (a download or an unpack).
-
-    Unset (always, outside tests) it does nothing."""
-
-    def __init__(self, spec: str | None = None) -> None:
-        self.spec = (spec if spec is not None else os.environ.get(CRASH_ENV, "")).strip()
-
-    def before(self, step: Step) -> None:
-        if self.spec == f"{step.value}!":
-            self._die()
-
-    def after(self, step: Step) -> None:
-        if self.spec == step.value:
-            self._die()
-        name, plus, seconds = self.spec.partition("+")
-        if plus and name == step.value:
-            timer = threading.Timer(float(seconds), self._die)
-            timer.daemon = True
-            timer.start()
-
-    @staticmethod
-    def _die() -> None:
-        logging.getLogger("nodekeeper.updater").warning("test crash point reached: SIGKILL")
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-# -- helpers -----------------------------------------------------------------------------
-
-
-def install_manifest(install_dir: Path) -> ArtifactManifest:
-    """The manifest of an installed version (or the bare-executable description)."""
-    path = install_dir / MANIFEST_NAME
-    if path.is_file():
-        return parse_manifest(path.read_bytes())
-    files = [p.relative_to(install_dir).as_posix() for p in install_dir.rglob("*") if p.is_file()]
-    return manifest_for_zip(files, None)
-
-
 # -- the machine -------------------------------------------------------------------------
 
 
@@ -207,7 +104,7 @@ class UpdateMachine:
         node: Node,
         *,
         reports: Reports | None = None,
-        errors: Errors | None = None,
+        errors: ErrorSink | None = None,
         crash: CrashHook | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -220,16 +117,16 @@ class UpdateMachine:
         self.clock = clock
         self.journal = Journal(layout.state)
         self.retention = Retention(layout.versions, layout.downloads, errors)
+        self.installs = Installs(layout.versions, settings.process, settings.python, settings.args)
+        self.notify = Notifier(
+            settings.process, log=log, errors=errors, reports=reports, clock=clock
+        )
+        self.outcomes = Outcomes(self.notify, clock)
         self.state = UpdateState(settings.process)
         self.recovery: Recovery | None = None
         # The plan of an update that stopped before its switch and will be retried: its
         # partial download is kept for the next attempt to resume.
         self.resumable: UpdatePlan | None = None
-        self.last_outcome: dict[str, Any] | None = None
-        self.last_error: dict[str, Any] | None = None
-        # The last update that did not commit (failed, rolled back, held): kept after a
-        # later success too, so the status can say what went wrong and when.
-        self.last_failure: dict[str, Any] | None = None
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -267,17 +164,15 @@ class UpdateMachine:
     def _startable(self, version: str | None, state: UpdateState) -> list[str] | None:
         """The command for ``version``; if its install cannot be read (a damaged
         manifest), the first other kept version that can, so the keeper always starts."""
-        candidates = [version, state.current, state.previous]
-        for candidate in dict.fromkeys(v for v in candidates if v):
-            try:
-                return self.argv_for(candidate)
-            except (OSError, ValueError) as exc:
-                self._problem(
-                    "install_unreadable",
-                    f"cannot run {self.settings.process} {candidate}: its install is "
-                    f"unreadable ({exc}); the next cycle installs a version again",
-                )
-        return None
+
+        def unreadable(candidate: str, exc: Exception) -> None:
+            self._problem(
+                "install_unreadable",
+                f"cannot run {self.settings.process} {candidate}: its install is "
+                f"unreadable ({exc}); the next cycle installs a version again",
+            )
+
+        return self.installs.startable([version, state.current, state.previous], unreadable)
 
     async def resume(self) -> None:
         """Finish an update that an unexpected error (a journal write refused by a full
@@ -332,22 +227,19 @@ class UpdateMachine:
         try:
             zip_path = await self._fetch(plan)
             self._enter(Step.UNPACK)
-            from .unpack import unpack
-
-            installed = await asyncio.to_thread(
-                unpack, zip_path, self.layout.versions, plan.process, plan.version
-            )
-            self._enter(Step.PREFLIGHT)
-            from .preflight import preflight
+            from .install import install_checked
 
             await asyncio.to_thread(
-                preflight,
-                installed,
+                install_checked,
+                zip_path,
+                self.layout.versions,
+                plan.process,
                 plan.version,
                 python=self.settings.python,
-                timeout=self.settings.preflight_timeout_seconds,
+                preflight_timeout=self.settings.preflight_timeout_seconds,
+                before_preflight=lambda: self._enter(Step.PREFLIGHT),
             )
-            new_argv = self._argv_checked(plan.version)
+            new_argv = self.installs.argv_checked(plan.version)
         except JournalWriteFailed:
             raise  # nothing can be recorded: the cycle says so and retries
         except UpdateError as exc:
@@ -361,50 +253,34 @@ class UpdateMachine:
         return await self._probation_and_after(generation, old_was_healthy)
 
     async def _fetch(self, plan: UpdatePlan) -> Path:
-        from .download import download, make_client, part_path
-        from .verify import verified_path, verify_download, verify_file
+        """Download and verify through the one fetch path (``fetch.fetch_verified``),
+        journaling VERIFY (and DOWNLOAD again, when a kept zip changed on disk) before
+        each. Runs in a worker thread; a cancel stops it at its next chunk."""
+        from .download import make_client, part_path
+        from .fetch import fetch_verified
 
         part = part_path(self.layout.downloads, plan.process, plan.version, plan.platform)
-        final = verified_path(part)
-        if final.exists():
-            # Verified before a crash or a failed later step: hash it again from disk
-            # rather than trust it (the journal cannot vouch for the bytes). A mismatch
-            # deletes it, and it is downloaded again below.
-            self._enter(Step.VERIFY)
-            try:
-                await asyncio.to_thread(verify_file, final, plan.artifact)
-                return final
-            except VerificationFailed:
-                log.warning("the verified download %s changed on disk; fetching it again", final)
-                self._enter(Step.DOWNLOAD)
         settings = self.settings.download
-        if part.exists():
-            log.info(
-                "resuming the download of %s %s from %d bytes",
-                plan.process,
-                plan.version,
-                part.stat().st_size,
-            )
         cancel = threading.Event()
+        steps = {"download": Step.DOWNLOAD, "verify": Step.VERIFY}
 
-        def fetch() -> Any:
+        def fetch() -> Path:
             with make_client(settings) as client:
-                return download(
+                return fetch_verified(
                     client,
                     plan.artifact,
                     part,
                     free_space_margin=settings.free_space_margin,
                     cancel=cancel,
                     speed_floor=settings.speed_floor,
+                    entering=lambda step: self._enter(steps[step]),
                 )
 
         try:
-            done = await asyncio.to_thread(fetch)
+            return await asyncio.to_thread(fetch)
         except asyncio.CancelledError:
             cancel.set()  # the thread stops at its next chunk; the .part is resumed later
             raise
-        self._enter(Step.VERIFY)
-        return await asyncio.to_thread(verify_download, done, plan.artifact)
 
     async def _probation_and_after(self, generation: int, old_was_healthy: bool) -> str:
         self._enter(Step.PROBATION)
@@ -650,98 +526,32 @@ class UpdateMachine:
             # Cleaning up is never worth failing an update for; the next cycle retries.
             log.exception("cleaning up old versions failed; trying again next cycle")
 
-    def _argv_checked(self, version: str) -> list[str]:
-        try:
-            return self.argv_for(version)
-        except (OSError, ValueError) as exc:
-            raise InvalidArtifact(f"cannot read the install of {version}: {exc}") from None
-
     def argv_for(self, version: str) -> list[str]:
-        install = self.layout.versions / self.settings.process / version
-        manifest = install_manifest(install)
-        return run_argv(manifest, str(install), self.settings.python, self.settings.args)
+        return self.installs.argv_for(version)
 
     def running_version(self) -> str | None:
         return self.state.running_version()
 
-    def _problem(
-        self,
-        kind: str,
-        message: str,
-        *,
-        report_kind: str | None = None,
-        version: str | None = None,
-        target: str | None = None,
-        logged: bool = False,
-        **details: Any,
-    ) -> None:
-        """A failure: keeper log (WARNING, so the log handler does not index it twice),
-        one error-index entry with structured fields, and a report when it is one the
-        control plane counts."""
-        if not logged:
-            log.warning(message)
-        self.last_error = {"kind": kind, "message": message, "at": self.clock()}
-        if self.errors is not None:
-            try:
-                self.errors.record(
-                    "updater",
-                    logging.ERROR,
-                    message,
-                    reason=kind,
-                    version=version,
-                    target_version=target,
-                )
-            except Exception:
-                log.exception("cannot write the error index")
-        if report_kind is not None:
-            self._report(report_kind, message, version=version, target=target, **details)
+    def _problem(self, kind: str, message: str, **how: Any) -> None:
+        """A failure: logged, indexed, and reported when ``report_kind`` is given."""
+        self.notify.problem(kind, message, **how)
 
     def note_error(self, kind: str, message: str, *, logged: bool = False) -> None:
         """A problem outside an update (a failed check, a missing artifact): logged
         (unless the caller did) and indexed, not reported (the control plane is the one
         that failed, or knows)."""
-        self._problem(kind, message, logged=logged)
+        self.notify.problem(kind, message, logged=logged)
 
     def _report(
         self, kind: str, message: str, *, version: str | None, target: str | None, **details: Any
     ) -> None:
-        if self.reports is None:
-            return
-        self.reports.report(
-            kind,
-            message,
-            process=self.settings.process,
-            version=version or "0.0.0",
-            target_version=target,
-            **{k: v for k, v in details.items() if v is not None},
-        )
+        self.notify.report(kind, message, version=version, target=target, **details)
 
     def _outcome(self, outcome: str, message: str, target: str, **extra: Any) -> None:
-        self.last_outcome = {
-            "outcome": outcome,
-            "target": target,
-            "message": message,
-            "at": self.clock(),
-            **extra,
-        }
-        if outcome in ("failed", "rolled-back", "held"):
-            self.last_failure = self.last_outcome
+        self.outcomes.outcome(outcome, message, target, **extra)
 
     def snapshot(self) -> dict[str, Any]:
-        state = self.state
-        return {
-            "process": state.process,
-            "current": state.current,
-            "previous": state.previous,
-            "running": state.running_version(),
-            "failed": sorted(state.failed),
-            "held": state.held.to_json() if state.held else None,
-            "step": state.inflight.step.value if state.inflight else None,
-            "target": state.inflight.target if state.inflight else None,
-            "last_outcome": self.last_outcome,
-            "last_failure": self.last_failure,
-            "last_error": self.last_error,
-        }
+        return self.outcomes.snapshot(self.state)
 
 
 def _schema(view: Any) -> int | None:
