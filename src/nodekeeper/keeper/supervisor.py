@@ -16,7 +16,7 @@ import signal
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -40,6 +40,9 @@ from nodekeeper.keeper.status import ExitInfo, NodeStatus, PulseInfo, directory_
 from nodekeeper.keeper.status import as_dict as status_dict
 from nodekeeper.platform.base import LaunchSpec, Platform, ProcessHandle, ResourceLimits
 
+if TYPE_CHECKING:  # a keeper without [update] loads no updater module
+    from nodekeeper.updater.interfaces import ErrorSink
+
 log = logging.getLogger("nodekeeper.keeper")
 
 # While the node has not yet answered its first probe, probe this often (at most), so the
@@ -57,12 +60,6 @@ OUTPUT_TAIL_LINES = 40
 # Events the supervisor records in the error index itself (with structured fields) are
 # logged at WARNING in keeper.log: the keeper's log handler copies every ERROR line into
 # the index too, and the tray app should see each event once.
-
-
-class ErrorSink(Protocol):
-    """``nodekeeper.logs.ErrorIndex``: what the tray app shows the operator."""
-
-    def record(self, source: str, level: int, message: str, **fields: Any) -> Any: ...
 
 
 def resolve_cores(setting: int | list[int] | None) -> tuple[int, ...] | None:

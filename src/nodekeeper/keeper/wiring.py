@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 from nodekeeper.cli.errors import EXIT_FAILURE, CommandError
 from nodekeeper.keeper.config import KeeperConfig
 from nodekeeper.keeper.output import LineSink
-from nodekeeper.keeper.supervisor import ErrorSink, Supervisor
+from nodekeeper.keeper.supervisor import Supervisor
 from nodekeeper.platform.base import Platform
 
 if TYPE_CHECKING:  # the updater's modules load only for a keeper with [update]
     from nodekeeper.keeper.reports import Reporter
     from nodekeeper.updater.cycle import UpdateCycle
+    from nodekeeper.updater.interfaces import ErrorSink
     from nodekeeper.updater.machine import UpdateMachine
     from nodekeeper.updater.netabort import NetworkAbort
 

@@ -12,7 +12,22 @@ One module per step, each usable on its own by the update state machine:
     unpack     versions/<process>/<version>.tmp-* → fsync → rename, hostile entries refused
     preflight  run `<artifact> version`, require the announced version
     install    unpack + preflight; a failed preflight is discarded
-    errors     the typed failures; each has a ``kind`` for reports
+    errors     the typed failures; each carries its ``kind``, report kind and whether
+               it marks the release failed
+
+and the node's update state machine around them:
+
+    machine      walks the steps of one update (the step table is ``steps``)
+    steps        each step: side effects, recovery after a crash, how an error ends
+    state        the journal's value and its transitions; ``journal`` writes it
+    recovery     what to do at start with the step in flight
+    probation    pass, fail, rollback or hold (pure)
+    installs     the data dir layout and the command of an installed version
+    notify       a problem said once: log, error index, report
+    outcomes     the last outcome and the status snapshot
+    interfaces   what the updater needs from outside: node, reports, error index
+    retention    what to delete; crashpoints: the crash tests' kill points
+    cycle        the check loop (node and keeper alike)
 
 This package imports nothing heavy itself: ``checker``, ``download`` and ``fetch`` pull in httpx,
 so the keeper imports them only when it first checks.

@@ -18,18 +18,14 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from nodekeeper.durable import fsync_dir
 from nodekeeper.version.versions import InvalidVersionError, parse_version
 
+from .interfaces import ErrorSink
 from .unpack import OLD_MARK, TMP_MARK
 
 log = logging.getLogger("nodekeeper.updater")
-
-
-class ErrorSink(Protocol):
-    def record(self, source: str, level: int, message: str, **fields: Any) -> Any: ...
 
 
 def is_leftover(name: str) -> bool:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
+from nodekeeper.updater.interfaces import ErrorSink, Reports
 from nodekeeper.version.reports import ReportKind
 
 log = logging.getLogger("nodekeeper.keeper.reports")
@@ -32,28 +33,10 @@ REASON_KINDS: dict[str, ReportKind] = {
 UNKNOWN_VERSION = "0.0.0"
 
 
-class ErrorSink(Protocol):
-    def record(self, source: str, level: int, message: str, **fields: Any) -> Any: ...
-
-
-class ReportSink(Protocol):
-    def report(
-        self,
-        kind: ReportKind,
-        message: str,
-        *,
-        process: str,
-        version: str,
-        target_version: str | None = None,
-        at: float | None = None,
-        **details: Any,
-    ) -> str | None: ...
-
-
 class ReportingErrorSink:
     def __init__(
         self,
-        reporter: ReportSink,
+        reporter: Reports,
         *,
         version: Callable[[], str | None],
         index: ErrorSink | None = None,
