@@ -32,13 +32,17 @@ import contextlib
 import hashlib
 import json
 import logging
+import shutil
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from nodekeeper.logs.error_index import ErrorIndex
 from nodekeeper.logs.settings import LogSettings
@@ -143,10 +147,11 @@ class ReleaseShelf:
 
 
 class SteppedClock:
-    """The check loop's ``Clock`` for tests: time moves only when the loop waits (by the
-    delay it asked for, each one recorded in ``waits``), and only as many waits pass as
-    `allow` granted; then the loop is parked until it is granted more or cancelled. A
-    wake (``check_now``) ends a wait early, as the system clock's does."""
+    """The check loop's ``Clock`` for tests: time moves only when the loop waits, by the
+    delay it asked for, and only as many waits pass as `allow` granted; then the loop is
+    parked until it is granted more or cancelled. ``waits`` lists every delay the loop
+    asked for, the one it is parked in last. A wake (``check_now``) ends a wait early, as
+    the system clock's does."""
 
     WALL_START = 1_700_000_000.0
 
@@ -164,6 +169,7 @@ class SteppedClock:
         return self.now
 
     async def wait(self, seconds: float, wake: asyncio.Event) -> None:
+        self.waits.append(seconds)
         while self._granted == 0 and not wake.is_set():
             self._parked.set()
             self._more.clear()
@@ -172,7 +178,6 @@ class SteppedClock:
         if wake.is_set():
             return
         self._granted -= 1
-        self.waits.append(seconds)
         self.now += seconds
 
     async def allow(self, waits: int, running: asyncio.Task[None]) -> None:
@@ -228,15 +233,19 @@ class RecordingReports:
 
 class RecordingJournal(Journal):
     """The real journal, also listing each state it wrote: the step in flight, or
-    ``"-"`` for a state with nothing in flight (an update ended)."""
+    ``"-"`` for a state with nothing in flight (an update ended). ``after_write`` is
+    called with that name once the state is on disk (a test's way in at a step)."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
         self.steps: list[str] = []
+        self.after_write: Callable[[str], None] = lambda step: None
 
     def write(self, state: UpdateState) -> None:
         super().write(state)
-        self.steps.append(state.inflight.step.value if state.inflight else "-")
+        step = state.inflight.step.value if state.inflight else "-"
+        self.steps.append(step)
+        self.after_write(step)
 
 
 class KeeperKilled(BaseException):
@@ -249,6 +258,37 @@ class RaisingCrashHook(CrashHook):
     @staticmethod
     def _die() -> None:
         raise KeeperKilled
+
+
+class Immutable:
+    """Files and dirs the OS refuses to change or delete (``chattr +i``: root on
+    ext4/xfs/btrfs), as a file held open on Windows; `release` undoes every one."""
+
+    def __init__(self, probe_dir: Path) -> None:
+        self.flagged: list[Path] = []
+        probe = probe_dir / "immutable-probe"
+        probe.write_bytes(b"")
+        if shutil.which("chattr") is None or not self._chattr("+i", probe):
+            pytest.skip("chattr cannot set inode flags here (needs root on ext4/xfs/btrfs)")
+        self._chattr("-i", probe)
+
+    @staticmethod
+    def _chattr(flag: str, path: Path) -> bool:
+        done = subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False)
+        return done.returncode == 0
+
+    def set(self, path: Path) -> None:
+        assert self._chattr("+i", path), path
+        self.flagged.append(path)
+
+    def moved(self, old: Path, new: Path) -> None:
+        """A flagged path was renamed (a rename of its dir is allowed)."""
+        self.flagged[self.flagged.index(old)] = new
+
+    def release(self, path: Path | None = None) -> None:
+        for flagged in [path] if path is not None else list(self.flagged):
+            self._chattr("-i", flagged)
+            self.flagged.remove(flagged)
 
 
 class LogLines(logging.Handler):
@@ -298,7 +338,6 @@ class Rig:
             args=["run", "--config-dir", str(root / "node-config")],
             probation_seconds=probation,
             start_timeout_seconds=start_timeout,
-            poll_seconds=0.005,
         )
         self.log = LogLines()
         logger = logging.getLogger("nodekeeper.updater")
@@ -337,6 +376,13 @@ class Rig:
         return path
 
     # -- the keeper ------------------------------------------------------------------------
+
+    async def install_first(self, version: str = "1.0.0", crash_at: str = "") -> None:
+        """A keeper starts on a fresh node and installs ``version`` in its first cycle."""
+        self.publish(version)
+        self.start(crash_at)
+        await self.cycles(1)
+        assert self.node.running_version() == version, self.describe()
 
     def start(self, crash_at: str = "") -> None:
         """A keeper starts: the machine recovers its journal, the supervisor starts the
@@ -381,10 +427,14 @@ class Rig:
         self.start(crash_at)
 
     @property
-    def steps(self) -> list[str]:
+    def recording(self) -> RecordingJournal:
         journal = self.machine.journal
         assert isinstance(journal, RecordingJournal)
-        return journal.steps
+        return journal
+
+    @property
+    def steps(self) -> list[str]:
+        return self.recording.steps
 
     # -- what it left ----------------------------------------------------------------------
 
@@ -403,7 +453,7 @@ class Rig:
     def reasons(self) -> list[str]:
         return [str(e.get("reason")) for e in self.error_index()]
 
-    def installed(self) -> list[str]:
+    def installed_versions(self) -> list[str]:
         versions = self.layout.versions / PROCESS
         return sorted(p.name for p in versions.iterdir()) if versions.is_dir() else []
 

@@ -26,15 +26,8 @@ async def rig(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Async
         yield rig
 
 
-async def installed_1_0_0(rig: Rig, crash_at: str = "") -> None:
-    rig.publish("1.0.0")
-    rig.start(crash_at)
-    await rig.cycles(1)
-    assert rig.node.running_version() == "1.0.0", rig.describe()
-
-
 async def test_first_install_then_update(rig: Rig) -> None:
-    await installed_1_0_0(rig)
+    await rig.install_first()
     rig.release("1.0.1")
     await rig.cycles(1)
     assert rig.node.started == ["1.0.0", "1.0.1"], rig.describe()
@@ -47,12 +40,12 @@ async def test_first_install_then_update(rig: Rig) -> None:
         ("update_succeeded", "1.0.0"),
         ("update_succeeded", "1.0.1"),
     ]
-    assert rig.cycle.checks == 2 and rig.clock.waits == [0.0, 1.0]
-    assert rig.installed() == ["1.0.0", "1.0.1"] and rig.error_index() == []
+    assert rig.cycle.checks == 2 and rig.clock.waits == [0.0, 1.0, 1.0]
+    assert rig.installed_versions() == ["1.0.0", "1.0.1"] and rig.error_index() == []
 
 
 async def test_new_version_fails_to_start_rolls_back_and_is_not_retried(rig: Rig) -> None:
-    await installed_1_0_0(rig)
+    await rig.install_first()
     rig.node.script("1.0.1", crashes_at_start())
     rig.release("1.0.1")
     await rig.cycles(1)
@@ -82,7 +75,7 @@ async def test_new_version_fails_to_start_rolls_back_and_is_not_retried(rig: Rig
 
 async def test_failure_after_a_migration_holds_on_the_new_version(rig: Rig) -> None:
     # The keeper also dies the instant the hold is journaled; the next one finishes it.
-    await installed_1_0_0(rig, crash_at="hold")
+    await rig.install_first(crash_at="hold")
     schema = rig.node.database_schema
     assert schema == 1
     # Migrates (schema + 1), answers its probe, then hangs: the supervisor kills it.
@@ -118,7 +111,7 @@ async def test_failure_after_a_migration_holds_on_the_new_version(rig: Rig) -> N
 
 
 async def test_migration_failing_half_way_holds(rig: Rig) -> None:
-    await installed_1_0_0(rig)
+    await rig.install_first()
     # The first extra migration commits, the second fails: exit 70, never a probe. Only
     # the old version refusing the database (exit 65) shows that a migration ran.
     rig.node.script("1.0.1", migration_fails_half_way(schema=2))
@@ -140,7 +133,7 @@ async def test_migration_failing_half_way_holds(rig: Rig) -> None:
 
 
 async def test_crash_during_rollback_finishes_it(rig: Rig) -> None:
-    await installed_1_0_0(rig, crash_at="rollback")
+    await rig.install_first(crash_at="rollback")
     rig.node.script("1.0.1", crashes_at_start())
     rig.release("1.0.1")
     with pytest.raises(KeeperKilled):
