@@ -7,6 +7,13 @@ than the file has, lie in Content-Range, call a hook half-way (to fill a disk at
 instant). Every request is recorded with the body bytes actually sent, so tests can
 assert what a resume fetched. It also works as a forward proxy for plain HTTP
 (absolute-form request targets).
+
+It also keeps a log of what happened to each connection (accepted, each request, ended by
+the client before sending one, a handler error, a thread that could not start), and
+``ClientTrace`` records what a client saw of the same connections (httpcore's trace
+events), on the same clock. A test that fails with "server disconnected" can then show
+both sides with ``timeline`` and say which one ended the connection, even when the
+failure happened once in a long run and never again (decision 037).
 """
 
 from __future__ import annotations
@@ -18,10 +25,14 @@ import socket
 import ssl
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpx
 
 CHUNK = 64 * 1024
 
@@ -55,6 +66,132 @@ class Served:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to a connection, at ``at`` (``time.monotonic()``)."""
+
+    at: float
+    peer: str  # the client's address, "127.0.0.1:PORT" ("" when unknown)
+    what: str
+
+
+class ConnectionLog:
+    """Events from several threads, in the order they happened."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[Event] = []
+
+    def note(self, peer: str, what: str) -> None:
+        with self._lock:
+            self.events.append(Event(time.monotonic(), peer, what))
+
+    def snapshot(self) -> list[Event]:
+        with self._lock:
+            return list(self.events)
+
+
+def _peer(address: Any) -> str:
+    try:
+        host, port = address[:2]
+    except (TypeError, ValueError):
+        return ""
+    return f"{host}:{port}"
+
+
+class _LoggingHTTPServer(http.server.ThreadingHTTPServer):
+    """The standard threading server, with every connection-level event noted in
+    ``log``: what it does silently (a failed TLS accept, a request never sent) or only
+    on stderr (a handler error, no thread for a connection) becomes part of the test's
+    failure message."""
+
+    daemon_threads = True
+
+    def __init__(self, log: ConnectionLog, handler: type[http.server.BaseHTTPRequestHandler]):
+        self.log = log
+        super().__init__(("127.0.0.1", 0), handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            request, address = super().get_request()
+        except OSError as exc:  # the standard server drops these without a word
+            self.log.note("", f"accept failed: {exc!r}")
+            raise
+        self.log.note(_peer(address), "accepted")
+        return request, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request(request, client_address)  # starts the handler thread
+        except BaseException as exc:
+            self.log.note(_peer(client_address), f"no handler thread: {exc!r}")
+            raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.log.note(_peer(client_address), "handler error: " + traceback.format_exc())
+        super().handle_error(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        try:
+            peer = _peer(request.getpeername())
+        except OSError as exc:
+            peer = f"(getpeername: {exc.strerror})"
+        self.log.note(peer, "closed by the server")
+        super().shutdown_request(request)
+
+
+class ClientTrace:
+    """What a client saw of its connections: httpcore's trace events (connected, request
+    sent, response headers received, each ``.failed`` with its exception), noted in the
+    same kind of log as the server's. ``attach`` adds it to every request of a client."""
+
+    def __init__(self) -> None:
+        self.log = ConnectionLog()
+        self._local = threading.local()
+
+    def attach(self, client: httpx.Client) -> None:
+        # Request hooks run in order: this one wraps whatever trace the client's own hook
+        # (the keeper's abort) has set, and keeps it working.
+        client.event_hooks["request"].append(self._hook)
+
+    def _hook(self, request: httpx.Request) -> None:
+        inner = request.extensions.get("trace")
+        target = f"{request.method} {request.url}"
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            self._record(event, info, target)
+            if inner is not None:
+                inner(event, info)
+
+        request.extensions["trace"] = trace
+
+    def _record(self, event: str, info: dict[str, Any], target: str) -> None:
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            local = _peer(sock.getsockname()) if isinstance(sock, socket.socket) else ""
+            self._local.peer = local
+            self.log.note(local, f"connected (fd {sock.fileno() if sock else '?'}) for {target}")
+        elif event.endswith((".failed", ".complete")) and not event.startswith("connection."):
+            what = event if "exception" not in info else f"{event}: {info['exception']!r}"
+            self.log.note(getattr(self._local, "peer", ""), what)
+        elif event.startswith("connection.") and event.endswith(".failed"):
+            self.log.note("", f"{event}: {info.get('exception')!r}")
+
+
+def timeline(server: FileServer, *clients: ClientTrace) -> str:
+    """Both sides' events in one list, in time order, for a failure message."""
+    rows = [("server", e) for e in server.log.snapshot()]
+    rows += [("client", e) for c in clients for e in c.log.snapshot()]
+    rows.sort(key=lambda row: row[1].at)
+    lines = [
+        f"  {e.at - server.started:+8.3f}s {side} {e.peer or '-'} {e.what}".rstrip()
+        for side, e in rows
+    ]
+    threads = threading.active_count()
+    return "\n".join(["connections (server and client):", *lines, f"  threads alive: {threads}"])
+
+
 class FileServer:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.files: dict[str, bytes] = {}
@@ -69,8 +206,9 @@ class FileServer:
         class Handler(_Handler):
             server_ref = outer
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.log = ConnectionLog()
+        self.started = time.monotonic()
+        self.httpd = _LoggingHTTPServer(self.log, Handler)
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.scheme = "https" if tls is not None else "http"
@@ -120,6 +258,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def log_error(self, format: str, *args: object) -> None:
+        # A request timing out or malformed: not printed, but kept for the failure message.
+        self.server_ref.log.note(_peer(self.client_address), "error: " + format % args)
+
+    def setup(self) -> None:
+        super().setup()
+        self.requests = 0
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        peer = _peer(self.client_address)
+        if self.raw_requestline:
+            self.requests += 1
+            self.server_ref.log.note(peer, f"answered {self.requestline!r}")
+        elif self.requests == 0:
+            # The suspicious case: the client connected and ended without a request.
+            self.server_ref.log.note(peer, "ended by the client before any request")
+        else:
+            self.server_ref.log.note(peer, f"ended by the client after {self.requests} requests")
 
     def do_GET(self) -> None:
         srv = self.server_ref

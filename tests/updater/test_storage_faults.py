@@ -1,7 +1,8 @@
 """A full disk and a read-only disk, for real: a 4 MiB tmpfs and a read-only bind mount.
 
 Each: a typed error saying so, nothing partial left that could be installed or executed,
-and the next attempt works once the disk is fixed.
+and the next attempt works once the disk is fixed. A download expected to work that fails
+on the network says what both ends saw of the connection (``explained``).
 """
 
 from __future__ import annotations
@@ -9,28 +10,64 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from nodekeeper.updater.download import DownloadSettings, download, make_client, part_path
-from nodekeeper.updater.errors import OutOfSpace, ReadOnlyFileSystem
+from nodekeeper.updater.errors import DownloadFailed, OutOfSpace, ReadOnlyFileSystem
+from nodekeeper.updater.netabort import KEEPER_SHUTDOWN
 from nodekeeper.updater.unpack import unpack
 from nodekeeper.updater.verify import verify_download
 from tests.artifacts import build_good
 
 from .conftest import ReadOnlyDir, artifact_for
-from .httpserver import FileServer
+from .httpserver import ClientTrace, FileServer, timeline
 from .zips import make_zip
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture
-def client() -> httpx.Client:
+def trace() -> ClientTrace:
+    return ClientTrace()
+
+
+@pytest.fixture
+def client(trace: ClientTrace) -> Iterator[httpx.Client]:
     with make_client(DownloadSettings(connect_timeout=30, read_timeout=30)) as c:
+        trace.attach(c)
         yield c
+
+
+class Explained:
+    """Wraps a download that must not fail on the network (``with explained:``, as often
+    as needed): if it does, the failure names both ends' view of each connection and the
+    process-wide abort's state. The second download of test_read_only_downloads_dir
+    failed once in a full run with "Server disconnected without sending a response" on a
+    fresh connection and never again; this is what would tell who ended it."""
+
+    def __init__(self, files: FileServer, trace: ClientTrace) -> None:
+        self.files = files
+        self.trace = trace
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, DownloadFailed):
+            raise AssertionError(
+                f"{exc}\n{timeline(self.files, self.trace)}\n"
+                f"  KEEPER_SHUTDOWN: aborted={KEEPER_SHUTDOWN.aborted} "
+                f"reason={KEEPER_SHUTDOWN.reason!r}"
+            ) from exc
+
+
+@pytest.fixture
+def explained(files: FileServer, trace: ClientTrace) -> Explained:
+    return Explained(files, trace)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +103,10 @@ def test_download_larger_than_the_disk_is_refused_up_front(
 
 
 def test_disk_fills_up_while_downloading(
-    small_fs: Path, files: FileServer, client: httpx.Client
+    small_fs: Path,
+    files: FileServer,
+    client: httpx.Client,
+    explained: Explained,
 ) -> None:
     data = os.urandom(3 * MiB)
     url = files.add("/a.zip", data)
@@ -78,7 +118,10 @@ def test_disk_fills_up_while_downloading(
         filled.set()
 
     files.fault(hook_after=MiB, hook=another_program_fills_the_disk)
-    with pytest.raises(OutOfSpace, match="out of space: cannot write the download") as e:
+    with (
+        explained,
+        pytest.raises(OutOfSpace, match="out of space: cannot write the download") as e,
+    ):
         download(client, artifact_for(url, data), part, free_space_margin=0)
     assert e.value.kind == "out_of_space"
     assert filled.wait(10)
@@ -86,7 +129,8 @@ def test_disk_fills_up_while_downloading(
     assert leftovers(small_fs) == ["downloads", "filler"]
 
     (small_fs / "filler").unlink()
-    result = download(client, artifact_for(url, data), part, free_space_margin=0)
+    with explained:
+        result = download(client, artifact_for(url, data), part, free_space_margin=0)
     assert verify_download(result, artifact_for(url, data)).read_bytes() == data
 
 
@@ -114,7 +158,7 @@ def test_disk_fills_up_while_unpacking(small_fs: Path, tmp_path: Path, good_zip:
 
 
 def test_read_only_downloads_dir(
-    readonly_dir: ReadOnlyDir, files: FileServer, client: httpx.Client
+    readonly_dir: ReadOnlyDir, files: FileServer, client: httpx.Client, explained: Explained
 ) -> None:
     data = os.urandom(MiB)
     url = files.add("/a.zip", data)
@@ -125,18 +169,19 @@ def test_read_only_downloads_dir(
     assert leftovers(readonly_dir.path) == []
 
     readonly_dir.make_writable()
-    result = download(client, artifact_for(url, data), part, free_space_margin=0)
+    with explained:
+        result = download(client, artifact_for(url, data), part, free_space_margin=0)
     verify_download(result, artifact_for(url, data))
 
 
 def test_read_only_after_the_directory_exists(
-    readonly_dir: ReadOnlyDir, files: FileServer, client: httpx.Client
+    readonly_dir: ReadOnlyDir, files: FileServer, client: httpx.Client, explained: Explained
 ) -> None:
     (readonly_dir.source / "downloads").mkdir()  # made while the disk was writable
     data = os.urandom(MiB)
     url = files.add("/a.zip", data)
     part = part_path(readonly_dir.path / "downloads", "storagenode", "1.2.3", "linux_amd64")
-    with pytest.raises(ReadOnlyFileSystem, match="cannot write the download"):
+    with explained, pytest.raises(ReadOnlyFileSystem, match="cannot write the download"):
         download(client, artifact_for(url, data), part, free_space_margin=0)
     assert leftovers(readonly_dir.path) == ["downloads"]
 
