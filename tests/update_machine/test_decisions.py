@@ -12,6 +12,7 @@ import pytest
 
 from nodekeeper.keeper.commands import update_rows
 from nodekeeper.updater import steps as steps_module
+from nodekeeper.updater.crashpoints import CrashHook
 from nodekeeper.updater.cycle import (
     HEARTBEAT_SECONDS,
     CycleSettings,
@@ -30,7 +31,6 @@ from nodekeeper.updater.errors import (
     VerificationFailed,
 )
 from nodekeeper.updater.journal import Journal, JournalCorrupt
-from nodekeeper.updater.crashpoints import CrashHook
 from nodekeeper.updater.plan import UpdatePlan
 from nodekeeper.updater.probation import (
     AfterFailure,
@@ -43,6 +43,7 @@ from nodekeeper.updater.probation import (
     judge,
     old_refuses_database,
     schema_rose,
+    time_limit,
 )
 from nodekeeper.updater.recovery import Action, plan_recovery, state_from_disk
 from nodekeeper.updater.retention import downloads_to_delete, is_leftover, versions_to_delete
@@ -341,6 +342,21 @@ def test_out_of_space_markers(line: str) -> None:
 def test_after_failure(before: int | None, seen: int | None, has_previous: bool, expected) -> None:
     assert after_failure(before, seen, has_previous) is expected
     assert schema_rose(before, seen) == (before is not None and seen is not None and seen > before)
+
+
+def test_time_limit_is_the_start_timeout_until_the_node_answers() -> None:
+    """The only verdict that comes from time alone is the start timeout; once the node
+    answered, every verdict waits for a change the supervisor signals."""
+    rules = Rules(probation=60, start_timeout=300)
+    never = Observation(
+        now=110, switched_at=100, state="starting", healthy_since=None, pulse_ok=None,
+        exits=[], old_was_healthy=True,
+    )  # fmt: skip
+    assert time_limit(never, rules) == 400
+    assert judge(replace(never, now=399.9), rules, "1.1.0").verdict is Verdict.WAIT
+    assert judge(replace(never, now=400), rules, "1.1.0").verdict is Verdict.FAIL
+    answered = replace(never, state="running", healthy_since=105, pulse_ok=True, last_ok=110)
+    assert time_limit(answered, rules) is None
 
 
 def test_exits_of_counts_only_the_new_command() -> None:

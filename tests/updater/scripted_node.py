@@ -21,6 +21,7 @@ stop timeouts, probes) is tested in tests/keeper; here a run that exited stays e
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,9 @@ class ScriptedNode:
     started: list[str | None] = field(default_factory=list)
     switches: list[str | None] = field(default_factory=list)
     exits: list[ExitView] = field(default_factory=list)
+    # How often its scripted probe answers: each answer is a change the machine hears
+    # of (``next_change``), as the supervisor signals each real probe result.
+    probe_interval: float = 0.005
     _argv: list[str] | None = None
     _generation: int = 0
     _run: Run | None = None
@@ -142,6 +146,13 @@ class ScriptedNode:
         self.switches.append(self.version_of(argv))
         self._start()
         return self._generation
+
+    def next_change(self) -> asyncio.Event:
+        """Set at the next probe answer: the scripted runs change with time (an exit
+        due, a pulse that moves ``last_ok``), which ``observe`` computes when asked."""
+        event = asyncio.Event()
+        asyncio.get_running_loop().call_later(self.probe_interval, event.set)
+        return event
 
     def observe(self) -> RunView:
         run = self._advance()

@@ -190,6 +190,10 @@ class Supervisor:
         self._record = TreeRecord(config.state_path() / IDENTITY_FILE)
         # Why the current run is ending, beyond its exit code (shown in last_exit.detail).
         self._exit_detail = ""
+        # Set (and replaced by a fresh one) at every change that ``observe`` shows: a
+        # state event, a probe result, an exit, a shutdown request. Waiters (``switch``,
+        # the updater's probation) sleep on it instead of polling.
+        self._change = asyncio.Event()
 
     # -- public ------------------------------------------------------------------------
 
@@ -220,6 +224,16 @@ class Supervisor:
         self._argv = list(argv) if argv is not None else None
         self._generation += 1
 
+    def next_change(self) -> asyncio.Event:
+        """An event set at the next change of what :meth:`observe` shows (a state
+        event, a probe result, an exit) or a shutdown request. Take it *before*
+        observing, so a change between the look and the wait is not missed."""
+        return self._change
+
+    def _changed(self) -> None:
+        event, self._change = self._change, asyncio.Event()
+        event.set()
+
     @property
     def command(self) -> list[str] | None:
         return list(self._argv) if self._argv is not None else None
@@ -241,7 +255,7 @@ class Supervisor:
         if self._switch is not None:
             self._switch.set()
         while self._run_generation < generation and not self._stop_requested:
-            await asyncio.sleep(0.01)
+            await self.next_change().wait()  # the new run's SPAWNED event, or a shutdown
         return generation
 
     def observe(self) -> RunView:
@@ -265,6 +279,7 @@ class Supervisor:
         self._stop_requested = True
         if self._shutdown is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._shutdown.set)
+            self._loop.call_soon_threadsafe(self._changed)
 
     async def run(self) -> None:
         """Supervise until :meth:`request_shutdown`; the node is stopped when it returns."""
@@ -452,6 +467,7 @@ class Supervisor:
             self.status.probe_failures = tracker.failures
             if result.ok:
                 self._last_ok_mono = now
+            self._changed()  # a new pulse: the updater's probation judges it
             if verdict is ProbeVerdict.HEALTHY:
                 self._on_healthy(now)
             elif verdict is ProbeVerdict.HUNG:
@@ -628,6 +644,7 @@ class Supervisor:
                 self._run_generation,
             )
         )
+        self._changed()
 
     def _spec(self) -> LaunchSpec:
         env = dict(os.environ)
@@ -657,6 +674,7 @@ class Supervisor:
     def _fire(self, event: Event) -> None:
         before = self.status.state
         self.status.state = transition(before, event)
+        self._changed()
         if self.status.state is not before:
             log.debug("state %s → %s (%s)", before.value, self.status.state.value, event.value)
 

@@ -8,6 +8,7 @@ Tests pass small scripted stand-ins that satisfy the same protocols.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 
@@ -25,6 +26,10 @@ class Node(Protocol):
     def command_generation(self) -> int: ...
 
     def observe(self) -> Any: ...
+
+    def next_change(self) -> asyncio.Event:
+        """Set at the next change of what ``observe`` shows; take it before observing."""
+        ...
 
 
 class Reports(Protocol):

@@ -23,6 +23,7 @@ around them. Its neighbours each do one job for it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -51,6 +52,7 @@ from .probation import (
     exits_of,
     judge,
     old_refuses_database,
+    time_limit,
 )
 from .recovery import Action, Recovery, plan_recovery, state_from_disk
 from .retention import Retention
@@ -88,7 +90,6 @@ class MachineSettings:
     preflight_timeout_seconds: float = 30.0
     downgrade_refused_exit_code: int = 65
     python: str = sys.executable
-    poll_seconds: float = 0.1
     # The HTTP client's settings for downloads (timeouts, CA bundle, speed floor).
     download: DownloadSettings = field(default_factory=DownloadSettings)
 
@@ -320,6 +321,7 @@ class UpdateMachine:
         switched_at = time.monotonic()
         schema_seen: int | None = None
         while True:
+            change = self.node.next_change()  # before observing: no change is missed
             view = self.node.observe()
             current = view.generation >= generation
             if current and view.healthy_since_mono is not None and view.pulse_ok:
@@ -340,7 +342,7 @@ class UpdateMachine:
             judgement = judge(obs, rules, target)
             if judgement.verdict is not Verdict.WAIT:
                 return judgement, schema_seen
-            await asyncio.sleep(self.settings.poll_seconds)
+            await _until(change, time_limit(obs, rules))
 
     # -- endings -----------------------------------------------------------------------
 
@@ -377,6 +379,7 @@ class UpdateMachine:
         assert inflight is not None and inflight.failure is not None
         deadline = time.monotonic() + self.settings.start_timeout_seconds
         while time.monotonic() < deadline:
+            change = self.node.next_change()  # before observing: no change is missed
             view = self.node.observe()
             exits = exits_of(view.recent_exits, generation)
             if exits:
@@ -392,7 +395,7 @@ class UpdateMachine:
                 break
             if view.generation >= generation and view.state == "running":
                 break
-            await asyncio.sleep(self.settings.poll_seconds)
+            await _until(change, deadline)
         failure = inflight.failure
         then = (
             "the keeper tries it again next cycle"
@@ -558,3 +561,11 @@ def _schema(view: Any) -> int | None:
     pulse = view.pulse or {}
     value = pulse.get("schema_version")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+async def _until(change: asyncio.Event, deadline: float | None) -> None:
+    """Sleep until the node changes or the monotonic ``deadline`` passes (None: no
+    deadline): the supervisor signals every change, so nothing is polled."""
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(change.wait(), timeout)

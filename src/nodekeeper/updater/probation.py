@@ -118,6 +118,16 @@ def judge(obs: Observation, rules: Rules, version: str) -> Judgement:
     return Judgement(Verdict.WAIT)
 
 
+def time_limit(obs: Observation, rules: Rules) -> float | None:
+    """The monotonic time at which ``judge`` turns a WAIT into a FAIL with nothing else
+    happening (the start timeout of a version that never answered), or None: every other
+    verdict needs the node to change first (a pulse, an exit), which the supervisor
+    signals. The machine sleeps until then or the next change, instead of polling."""
+    if obs.healthy_since is None:
+        return obs.switched_at + rules.start_timeout
+    return None
+
+
 def _judge_exit(first: Exit, obs: Observation, version: str) -> Judgement:
     if first.reason == "not-set-up":
         if not obs.old_was_healthy:
