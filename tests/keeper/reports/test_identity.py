@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nodekeeper.identity import IdentityError, IdentitySource, load_identity
-from tests.reporter.conftest import write_identity
+from tests.keeper.reports.conftest import write_identity
 
 
 def test_same_node_id_as_the_node_itself(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nodekeeper.keeper.reports import QueueLimits
-from tests.reporter.conftest import Sending, make_reporter, stored, wait_until, write_identity
+from tests.keeper.reports.conftest import Sending, make_reporter, stored, wait_until, write_identity
 from tests.server.controlplane import ControlPlane
 from tests.support import free_port
 

@@ -15,7 +15,7 @@ import pytest
 
 from nodekeeper.identity import IdentitySource
 from nodekeeper.keeper.reports import Reporter, ReporterSettings
-from tests.reporter.conftest import FAST, Sending, wait_until, write_identity
+from tests.keeper.reports.conftest import FAST, Sending, wait_until, write_identity
 from tests.updater.trickle import trickling
 
 pytestmark = pytest.mark.timeout(120)

@@ -19,7 +19,7 @@ from nodekeeper.keeper.supervisor import Supervisor
 from nodekeeper.logs import ErrorIndex, LogSettings, read_errors_since
 from nodekeeper.platform import current_platform
 from tests.keeper.conftest import ListSink, fast_config
-from tests.reporter.conftest import Sending, make_reporter, stored, wait_until, write_identity
+from tests.keeper.reports.conftest import Sending, make_reporter, stored, wait_until, write_identity
 from tests.server.controlplane import ControlPlane
 
 pytestmark = pytest.mark.timeout(60)
