@@ -491,3 +491,14 @@ async def rig_for(root: Path, shelf_root: Path, **options: Any) -> AsyncIterator
 def shelf_root(factory: Any) -> Path:
     """The session's zip shelf under pytest's ``tmp_path_factory``."""
     return Path(factory.getbasetemp()) / "release-zips"
+
+
+def rig_fixture(**options: Any) -> Any:
+    """A ``rig`` fixture for a test module: ``rig = rig_fixture()``."""
+
+    @pytest.fixture
+    async def rig(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+        async with rig_for(tmp_path, shelf_root(tmp_path_factory), **options) as made:
+            yield made
+
+    return rig

@@ -6,23 +6,18 @@ are the ones the loop asked its clock for, exactly (u = 0.5: no jitter)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.updater.httpserver import FileServer
 
-from .inprocess import Rig, rig_for, shelf_root
+from .inprocess import Rig, rig_fixture
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-async def rig(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
-    async with rig_for(tmp_path, shelf_root(tmp_path_factory)) as rig:
-        yield rig
+rig = rig_fixture()
 
 
 async def test_control_plane_outage_backs_off_and_leaves_the_node_alone(rig: Rig) -> None:

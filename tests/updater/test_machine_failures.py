@@ -8,14 +8,14 @@ retry on the next cycle, counted in cycles instead of waited for."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.updater.httpserver import FileServer
 
-from .inprocess import PROCESS, Immutable, Rig, rig_for, shelf_root
+from .inprocess import PROCESS, Immutable, Rig, rig_fixture
 from .scripted_node import healthy, out_of_space
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -24,14 +24,11 @@ FIRST_INSTALL = ["-", "download", "verify", "unpack", "preflight", "switch", "pr
 FIRST_INSTALL += ["commit", "-"]
 
 
-@pytest.fixture
-async def rig(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
-    async with rig_for(tmp_path, shelf_root(tmp_path_factory)) as rig:
-        yield rig
+rig = rig_fixture()
 
 
 @pytest.fixture
-def immutable(tmp_path: Path) -> AsyncIterator[Immutable]:
+def immutable(tmp_path: Path) -> Iterator[Immutable]:
     flags = Immutable(tmp_path)
     yield flags
     flags.release()

@@ -6,12 +6,9 @@ tests/updater/test_rollouts.py and test_smoke.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from .inprocess import KeeperKilled, Rig, rig_for, shelf_root
+from .inprocess import KeeperKilled, Rig, rig_fixture
 from .scripted_node import crashes_after, crashes_at_start, healthy, migration_fails_half_way
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -20,10 +17,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 UPDATE = ["download", "verify", "unpack", "preflight", "switch", "probation"]
 
 
-@pytest.fixture
-async def rig(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
-    async with rig_for(tmp_path, shelf_root(tmp_path_factory)) as rig:
-        yield rig
+rig = rig_fixture()
 
 
 async def test_first_install_then_update(rig: Rig) -> None:
