@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import re
 import socket
 import ssl
@@ -91,6 +92,58 @@ class ConnectionLog:
             return list(self.events)
 
 
+# /proc/net/tcp's state codes. Who sent FIN first shows in the state of our socket:
+# CLOSE_WAIT, the peer did; FIN_WAIT1/FIN_WAIT2/CLOSING, this side shut down first.
+_TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
+
+
+def _inode(fd: int) -> int | None:
+    try:
+        return os.fstat(fd).st_ino
+    except OSError:
+        return None
+
+
+def _tcp_state(inode: int | None) -> str:
+    """The kernel's state of the TCP socket with this inode (Linux), or why not known."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            return "unknown (no /proc/net/tcp)"
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[9] == str(inode):
+                return _TCP_STATES.get(fields[3], fields[3])
+    return "gone (closed, or TIME_WAIT: listed without an inode)"
+
+
+def socket_facts(fd: int, inode: int | None) -> str:
+    """Whether ``fd`` is still the socket it was (a stray ``os.close`` of a reused fd
+    number elsewhere in the process would change that) and its TCP state now."""
+    now = _inode(fd)
+    if now == inode:
+        where = f"fd {fd} is still this socket"
+    elif now is None:
+        where = f"fd {fd} was closed"
+    else:
+        where = f"fd {fd} is now another file (inode {now}): closed by someone else"
+    return f"{where}; TCP state {_tcp_state(inode)}"
+
+
 def _peer(address: Any) -> str:
     try:
         host, port = address[:2]
@@ -109,6 +162,7 @@ class _LoggingHTTPServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, log: ConnectionLog, handler: type[http.server.BaseHTTPRequestHandler]):
         self.log = log
+        self.inodes: dict[str, int | None] = {}  # peer -> its socket's inode when accepted
         super().__init__(("127.0.0.1", 0), handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -117,7 +171,8 @@ class _LoggingHTTPServer(http.server.ThreadingHTTPServer):
         except OSError as exc:  # the standard server drops these without a word
             self.log.note("", f"accept failed: {exc!r}")
             raise
-        self.log.note(_peer(address), "accepted")
+        self.inodes[_peer(address)] = _inode(request.fileno())
+        self.log.note(_peer(address), f"accepted (fd {request.fileno()})")
         return request, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -128,7 +183,9 @@ class _LoggingHTTPServer(http.server.ThreadingHTTPServer):
             raise
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        self.log.note(_peer(client_address), "handler error: " + traceback.format_exc())
+        peer = _peer(client_address)
+        facts = socket_facts(request.fileno(), self.inodes.get(peer))
+        self.log.note(peer, f"handler error ({facts}): {traceback.format_exc()}")
         super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -147,7 +204,7 @@ class ClientTrace:
 
     def __init__(self) -> None:
         self.log = ConnectionLog()
-        self._local = threading.local()
+        self._local = threading.local()  # this request's connection: peer, fd, inode
 
     def attach(self, client: httpx.Client) -> None:
         # Request hooks run in order: this one wraps whatever trace the client's own hook
@@ -169,12 +226,21 @@ class ClientTrace:
         if event == "connection.connect_tcp.complete":
             stream = info.get("return_value")
             sock = stream.get_extra_info("socket") if stream is not None else None
-            local = _peer(sock.getsockname()) if isinstance(sock, socket.socket) else ""
-            self._local.peer = local
-            self.log.note(local, f"connected (fd {sock.fileno() if sock else '?'}) for {target}")
-        elif event.endswith((".failed", ".complete")) and not event.startswith("connection."):
-            what = event if "exception" not in info else f"{event}: {info['exception']!r}"
-            self.log.note(getattr(self._local, "peer", ""), what)
+            if not isinstance(sock, socket.socket):
+                return
+            local, fd = _peer(sock.getsockname()), sock.fileno()
+            self._local.peer, self._local.fd, self._local.inode = local, fd, _inode(fd)
+            self.log.note(local, f"connected (fd {fd}) for {target}")
+        elif event.endswith(".complete") and not event.startswith("connection."):
+            self.log.note(getattr(self._local, "peer", ""), event)
+        elif event.endswith(".failed") and not event.startswith("connection."):
+            # Noted before httpcore closes the connection: the socket can still be examined.
+            facts = ""
+            if getattr(self._local, "fd", None) is not None:
+                facts = f" ({socket_facts(self._local.fd, self._local.inode)})"
+            self.log.note(
+                getattr(self._local, "peer", ""), f"{event}: {info.get('exception')!r}{facts}"
+            )
         elif event.startswith("connection.") and event.endswith(".failed"):
             self.log.note("", f"{event}: {info.get('exception')!r}")
 
@@ -266,6 +332,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.requests = 0
+        self.inode = self.server.inodes.get(_peer(self.client_address))  # type: ignore[attr-defined]
 
     def handle_one_request(self) -> None:
         super().handle_one_request()
@@ -274,8 +341,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.requests += 1
             self.server_ref.log.note(peer, f"answered {self.requestline!r}")
         elif self.requests == 0:
-            # The suspicious case: the client connected and ended without a request.
-            self.server_ref.log.note(peer, "ended by the client before any request")
+            # The suspicious case: the connection ended without a request.
+            facts = socket_facts(self.connection.fileno(), self.inode)
+            self.server_ref.log.note(peer, f"ended before any request ({facts})")
         else:
             self.server_ref.log.note(peer, f"ended by the client after {self.requests} requests")
 
