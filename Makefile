@@ -23,8 +23,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 
+# Workers for pytest-xdist: the tests mostly wait on child processes and sockets, so more
+# workers than cores pay (measured: docs/decisions/055-parallel-test-workers.md).
+TEST_WORKERS ?= 4
+
 test: $(STAMP) system-packages lint
-	scripts/with-test-services.sh $(VENV)/bin/pytest
+	scripts/with-test-services.sh $(VENV)/bin/pytest -n $(TEST_WORKERS) --junitxml=build/test-results.xml
+
+# The inner loop: lint and every test that needs no end-to-end stack, Wine or PostgreSQL.
+.PHONY: test-fast
+test-fast: $(STAMP) lint
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) -m "not e2e and not wine and not postgres"
 
 bench: $(STAMP) system-packages
 	$(PY) bench/run_all.py

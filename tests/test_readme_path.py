@@ -185,6 +185,7 @@ def clean_env(home: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.e2e
 def test_running_it_for_real_as_the_readme_says(tmp_path):
     cp, cdn, node_public, node_control, keeper_status = (free_port() for _ in range(5))
     root = tmp_path / "root"  # stands for /
@@ -257,6 +258,7 @@ def _still_running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.e2e
 def test_the_admin_commands_against_make_run_as_the_readme_says(tmp_path):
     """The README's block for `make run`'s control plane, against a real quickstart on
     its default data dir (under this test's HOME), with only its port replaced."""

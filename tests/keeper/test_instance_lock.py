@@ -85,6 +85,7 @@ def finish(proc: subprocess.Popen[str]) -> None:
         proc.wait(10)
 
 
+@pytest.mark.e2e
 def test_a_second_keeper_is_refused_names_the_first_and_writes_nothing(tmp_path: Path) -> None:
     config, port = keeper_config(tmp_path)
     data = tmp_path / "data"
@@ -124,6 +125,7 @@ def test_a_second_keeper_is_refused_names_the_first_and_writes_nothing(tmp_path:
             finish(first)
 
 
+@pytest.mark.e2e
 def test_after_kill_9_of_the_keeper_a_new_one_starts(tmp_path: Path) -> None:
     config, port = keeper_config(tmp_path)
     lock_file = tmp_path / "data" / instance_lock.LOCK_NAME

@@ -115,6 +115,7 @@ def reference_settings(tmp_path: Path, config_dir: Path, control: int) -> dict[s
     )
 
 
+@pytest.mark.e2e
 def test_reference_node_runs_restarts_after_kill_9_and_stops_with_the_keeper(
     tmp_path: Path, node_dirs: tuple[Path, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -169,6 +170,7 @@ def test_reference_node_not_set_up_is_needs_setup(tmp_path: Path) -> None:
     assert any("not set up" in p.read_text() for p in index)
 
 
+@pytest.mark.e2e
 def test_keeper_killed_with_9_takes_the_node_along_and_the_next_keeper_clears_the_rest(
     tmp_path: Path,
 ) -> None:
@@ -260,6 +262,7 @@ def test_status_table_of_a_keeper_that_has_not_started_anything(tmp_path: Path) 
     assert rows["cpu"].startswith("-; no cap; all cores; priority nice")
 
 
+@pytest.mark.e2e
 def test_reference_node_stopped_with_sigstop_is_found_hung_and_replaced(
     tmp_path: Path, node_dirs: tuple[Path, int]
 ) -> None:

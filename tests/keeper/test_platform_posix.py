@@ -80,7 +80,9 @@ def test_limits_are_in_force_in_the_child() -> None:
             assert await handle.stdout.readline() == b"up\n"
             child = psutil.Process(handle.pid)
             assert child.cpu_affinity() == [cores[0]]
-            assert child.nice() == 10
+            # nice 10, or the keeper's own if that is lower already (a run under
+            # `nice -n 15`): the keeper never raises its node's priority.
+            assert child.nice() == max(10, os.getpriority(os.PRIO_PROCESS, 0))
             # Own process group and session: the keeper's terminal signals do not reach it.
             assert os.getpgid(handle.pid) == handle.pid == os.getsid(handle.pid)
             if handle.limits.memory_hard == MECH_RLIMIT_AS:

@@ -274,17 +274,25 @@ def test_not_set_up_means_needs_setup_without_a_restart_loop(tmp_path: Path) -> 
     code = f"open({str(starts)!r}, 'a').write('x'); raise SystemExit(78)"
     config = fast_config(tmp_path, [PY, "-c", code], node={"setup_recheck_seconds": 0.5})
 
+    def start_count() -> int:
+        return len(starts.read_text()) if starts.exists() else 0
+
     async def scenario() -> None:
+        began = time.monotonic()
         async with Running(config) as run:
-            await run.wait_state("needs-setup")
-            await asyncio.sleep(1.3)
-            assert run.state == "needs-setup"
+            await run.wait_state("needs-setup", timeout=60)
+            # Two rechecks, then the state they leave: a recheck starts the program, so
+            # at a random instant the state may be "running" (on a loaded machine for a
+            # while); a sample after a sleep would measure the load, not the keeper.
+            await wait_until(lambda: start_count() >= 3, 60, "two rechecks")
+            await run.wait_state("needs-setup", timeout=60)
+            elapsed = time.monotonic() - began
             status = run.sup.status
             assert status.restarts == 0 and not status.crash_loop
             assert status.recent_failures == 0
             assert status.last_exit is not None and status.last_exit.reason == "not-set-up"
             # Rechecked every 0.5 s, not restarted in a tight loop; told once in the index.
-            assert 2 <= len(starts.read_text()) <= 4
+            assert start_count() <= elapsed / 0.5 + 2
             assert run.errors.reasons() == ["needs-setup"]
 
     asyncio.run(scenario())
@@ -365,7 +373,9 @@ def test_cpu_limits_affinity_priority_and_gomaxprocs_reach_the_node(tmp_path: Pa
             await wait_until(lambda: run.sink.lines, 5, "output")
             node = psutil.Process(run.pid)
             assert node.cpu_affinity() == [cores[-1]]
-            assert node.nice() == 10
+            # nice 10, or the keeper's own if that is lower already (a run under
+            # `nice -n 15`): the keeper never raises its node's priority.
+            assert node.nice() == max(10, os.getpriority(os.PRIO_PROCESS, 0))
             assert ("stdout", "GOMAXPROCS=1") in run.sink.lines
             report = run.sup.status.limits
             assert report.affinity == "sched_setaffinity" and report.priority == "nice 10"

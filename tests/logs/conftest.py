@@ -15,6 +15,3 @@ def no_directory_left_open():
         while directory._users:
             directory.release(0)
     assert not leftover, f"log directories left open: {leftover}"
-
-
-from tests.windows.wine import wine  # noqa: E402, F401  (the Windows runtime under Wine)

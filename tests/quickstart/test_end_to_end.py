@@ -4,6 +4,7 @@ import os
 import signal
 
 import httpx
+import pytest
 
 from nodekeeper.version.schema import parse_announcement
 from tests.quickstart.helpers import (
@@ -15,6 +16,8 @@ from tests.quickstart.helpers import (
     wait_all_gone,
 )
 from tests.support import free_port
+
+pytestmark = pytest.mark.e2e
 
 
 def test_quickstart_installs_rolls_out_stops_cleanly_and_resumes(tmp_path):

@@ -70,6 +70,7 @@ def up_and_running(proc, data_dir, lines):
     return started
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "ending", ["SIGHUP", "SIGTERM", "SIGINT", "SIGKILL", "SIGSEGV", "exception"]
 )
@@ -119,6 +120,7 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "found-by-scan"])
 def test_second_run_ends_what_a_killed_first_run_left(tmp_path, recorded):
     """The first run's keeper hangs (SIGSTOP) and quickstart is killed with -9: its
@@ -161,6 +163,7 @@ def test_second_run_ends_what_a_killed_first_run_left(tmp_path, recorded):
     assert not (data_dir / RECORD_FILE).exists()
 
 
+@pytest.mark.e2e
 def test_a_second_quickstart_on_the_same_data_dir_is_refused_naming_the_first(tmp_path):
     with InstanceLock(tmp_path):
         proc = start_quickstart(tmp_path)
@@ -234,6 +237,7 @@ def test_record_keeps_only_what_still_runs(tmp_path):
     assert not (tmp_path / RECORD_FILE).exists()
 
 
+@pytest.mark.e2e
 def test_a_keeper_that_cannot_start_is_reported_with_its_own_reason(tmp_path):
     """Another keeper holds quickstart's keeper data dir (the situation an orphan made):
     quickstart ends in one line with the keeper's own reason, exit 1, nothing left."""

@@ -15,7 +15,10 @@ import pytest
 from tests.quickstart.helpers import INSTALL_SECONDS, tree, wait_all_gone
 from tests.support import free_port
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+]
 
 
 def _whole(frame: str) -> bool:

@@ -5,7 +5,8 @@
 Run outside make, the fixture prepares the same prefix itself if `wine` is installed
 (the runtime and the prefix template are cached, so that takes seconds after the first
 time) and skips with the reason otherwise. NODEKEEPER_TEST_REQUIRE_WINE=1 turns that skip
-into a failure, so `make test` cannot silently lose the Windows tests.
+into a failure, so `make test` cannot silently lose the Windows tests. Under pytest-xdist
+the workers share one prefix and wineserver for the run (see _shared_by_workers).
 
 Other test packages reuse the fixture by importing it into their conftest.py:
 
@@ -114,13 +115,9 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"Windows tests need Wine: {reason} (run them through `make test`)")
 
 
-@pytest.fixture(scope="session")
-def wine() -> Iterator[WineRuntime]:
-    """One Wine prefix and wineserver for the whole session, with the runtime in it."""
-    prepared = os.environ.get("NODEKEEPER_WINE_RUNTIME")
-    if prepared and os.environ.get("WINEPREFIX"):
-        yield WineRuntime(Path(prepared), _wine_env({}))
-        return
+def _prepare_and_start(owner_pid: int) -> dict[str, str]:
+    """A fresh prefix copy with its wineserver running; cleaned up by wine-start.sh's
+    watcher when ``owner_pid`` ends (or by wine-cleanup.sh, whoever comes first)."""
     if shutil.which("wine") is None:
         _unavailable("`wine` is not installed (make system-packages installs it)")
     prepare = subprocess.run(
@@ -133,13 +130,53 @@ def wine() -> Iterator[WineRuntime]:
     if prepare.returncode != 0:
         _unavailable(f"scripts/wine-prepare.sh failed:\n{prepare.stderr}")
     env = _wine_env(_parse_exports(prepare.stdout))
-    scripts = ROOT / "scripts"
-    subprocess.run([str(scripts / "wine-start.sh")], env=env, check=True,
+    start_env = {**env, "NODEKEEPER_WINE_OWNER_PID": str(owner_pid)}
+    subprocess.run([str(ROOT / "scripts" / "wine-start.sh")], env=start_env, check=True,
                    stdin=subprocess.DEVNULL, capture_output=True)  # fmt: skip
+    return env
+
+
+def _shared_by_workers(shared_dir: Path) -> dict[str, str]:
+    """Under pytest-xdist every worker is a session of its own; booting a wineserver in
+    each would cost seconds and ~100 MB per worker. The first worker that needs Wine
+    prepares one prefix for the run, under a lock, and leaves its environment in the
+    directory all workers share; the others reuse it. Its owner is the xdist controller
+    (the workers' parent), so the watcher cleans it up when the whole run ends."""
+    import fcntl
+
+    saved = shared_dir / "wine-env.json"
+    with (shared_dir / "wine-env.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if saved.exists():
+            found = json.loads(saved.read_text())
+            if "unavailable" in found:
+                _unavailable(found["unavailable"])
+            return found
+        try:
+            env = _prepare_and_start(owner_pid=os.getppid())
+        except pytest.skip.Exception as exc:  # every worker skips for the same reason
+            saved.write_text(json.dumps({"unavailable": str(exc.msg)}))
+            raise
+        saved.write_text(json.dumps(env))
+        return env
+
+
+@pytest.fixture(scope="session")
+def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WineRuntime]:
+    """One Wine prefix and wineserver for the whole run, with the runtime in it."""
+    prepared = os.environ.get("NODEKEEPER_WINE_RUNTIME")
+    if prepared and os.environ.get("WINEPREFIX"):  # `make test` started it for us
+        yield WineRuntime(Path(prepared), _wine_env({}))
+        return
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        env = _shared_by_workers(tmp_path_factory.getbasetemp().parent)
+        yield WineRuntime(Path(env["NODEKEEPER_WINE_RUNTIME"]), env)
+        return
+    env = _prepare_and_start(owner_pid=os.getpid())
     try:
         yield WineRuntime(Path(env["NODEKEEPER_WINE_RUNTIME"]), env)
     finally:
-        subprocess.run([str(scripts / "wine-cleanup.sh")], env=env, check=False,
+        subprocess.run([str(ROOT / "scripts" / "wine-cleanup.sh")], env=env, check=False,
                        stdin=subprocess.DEVNULL, capture_output=True)  # fmt: skip
 
 
