@@ -1,11 +1,66 @@
-"""Small helpers shared by test suites."""
+"""Small helpers shared by test suites: free ports, a patched environment, and running the
+`nodekeeper` command in this process.
+
+Most CLI tests are about what a command says and returns, not about the process around it,
+so they call `nodekeeper.cli.main(argv)` here instead of paying ~1 s of interpreter start-up
+per `python -m nodekeeper`. What is about the process (start-up, signals, exit status of a
+real program, pipes) stays a subprocess test and carries the `e2e` marker (tests/README.md).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import socket
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def environ(changes: Mapping[str, str | None]) -> Iterator[None]:
+    """os.environ with ``changes`` applied (None removes the name), restored on exit."""
+    saved = {name: os.environ.get(name) for name in changes}
+
+    def apply(values: Mapping[str, str | None]) -> None:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    apply(changes)
+    try:
+        yield
+    finally:
+        apply(saved)
+
+
+def run_main(
+    argv: Sequence[str], env: Mapping[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`nodekeeper ARGV...` through `nodekeeper.cli.main` in this process, with ``env``
+    changes, returned as a subprocess would be: exit code, stdout and stderr as text.
+
+    argparse's SystemExit becomes the exit code (a string code is printed, as Python does
+    at exit). Any other exception propagates: a traceback is a failure either way, and
+    here it points at the line."""
+    from nodekeeper.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with environ(env or {}), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
+                print(exc.code, file=err)
+                code = 1
+    return subprocess.CompletedProcess(["nodekeeper", *argv], code, out.getvalue(), err.getvalue())

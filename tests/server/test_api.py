@@ -1,4 +1,5 @@
-"""The control plane as nodes and operators see it: a real server process on loopback."""
+"""The control plane as nodes and operators see it: a real server on loopback (in this
+process, see controlplane.py), driven over HTTP and through the admin CLI."""
 
 import hashlib
 import json
@@ -11,6 +12,7 @@ import pytest
 from nodekeeper.server.client import AdminClient
 from nodekeeper.version.decision import decide_update
 from nodekeeper.version.schema import parse_announcement
+from tests.support import run_main
 
 from .controlplane import TOKEN, ControlPlane
 from .releases import release_zip
@@ -271,21 +273,10 @@ def test_cli_errors_for_missing_files_and_unreachable_urls(server, tmp_path, sta
 
 def test_cli_without_server_or_token_says_how_to_fix(tmp_path):
     cp = ControlPlane(tmp_path / "cp", token=None)
-    env = cp.env()
-    env.pop("NODEKEEPER_SERVER")
-    import subprocess
-    import sys
-
-    r = subprocess.run(
-        [sys.executable, "-m", "nodekeeper", "rollout", "status"],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    unset = {"NODEKEEPER_SERVER": None, "NODEKEEPER_ADMIN_TOKEN": None}
+    r = run_main(["rollout", "status"], unset)
     assert r.returncode == 2 and "--server URL or set $NODEKEEPER_SERVER" in r.stderr
-    env["NODEKEEPER_SERVER"] = cp.url
-    r = subprocess.run(
-        [sys.executable, "-m", "nodekeeper", "rollout", "status"],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    r = run_main(["rollout", "status"], {**unset, "NODEKEEPER_SERVER": cp.url})
     assert r.returncode == 2 and "NODEKEEPER_ADMIN_TOKEN" in r.stderr
 
 

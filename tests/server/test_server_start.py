@@ -64,7 +64,7 @@ def test_second_server_on_a_port_in_use_creates_nothing(tmp_path, capsys):
         assert err.startswith(f"nodekeeper: error: cannot listen on 127.0.0.1:{first.port}")
         assert "in use" in err and err.count("\n") == 1
         assert created(second) == []  # no token, no database
-        assert first.proc.poll() is None
+        assert first.running
 
 
 @pytest.mark.parametrize(
