@@ -19,7 +19,7 @@ from nodekeeper.keeper.api import serve_status
 from nodekeeper.updater.identity import read_node_id
 from nodekeeper.version.decision import node_position
 from tests.support import free_port
-from tests.update_machine.lab import PROCESS, Lab
+from tests.updater.lab import PROCESS, Lab
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -55,6 +55,7 @@ def seed_far_from(node_id: bytes) -> tuple[str, float]:
     raise AssertionError("no seed found")
 
 
+@pytest.mark.e2e
 def test_update_check_decides_now_and_the_node_updates_without_a_restart(lab: Lab) -> None:
     lab.publish("1.0.0")
     keeper = lab.start_keeper(update={"interval_seconds": 3600.0, "jitter": 0.0})
@@ -97,6 +98,7 @@ def test_update_check_decides_now_and_the_node_updates_without_a_restart(lab: La
     assert lab.status()["update"]["checks"] == 3
 
 
+@pytest.mark.e2e
 def test_control_plane_down_shows_unreachable_since(lab: Lab) -> None:
     lab.publish("1.0.0")
     lab.start_keeper(update={"interval_seconds": 3600.0, "jitter": 0.0})

@@ -1,6 +1,7 @@
 """Fixtures for the updater tests: a controllable file server (plain and TLS), real
-small and read-only file systems (tmpfs and read-only bind mounts, root only), and
-release zips built by the real release builder."""
+small and read-only file systems (tmpfs and read-only bind mounts, root only), release
+zips built by the real release builder, and the ``lab`` of the end-to-end update tests
+(a control plane, a keeper subprocess and a reference node; ``lab.py``)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,27 @@ from cryptography.x509.oid import NameOID
 from nodekeeper.version.schema import Artifact
 
 from .httpserver import FileServer
+from .lab import Lab
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 @pytest.fixture(autouse=True)
 def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The client honours proxy variables; a CI runner's proxy must not see loopback."""
+    """The client and the keeper honour proxy variables; a CI runner's proxy must not
+    see loopback."""
     for name in PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    lab = Lab(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.close()
 
 
 @pytest.fixture
