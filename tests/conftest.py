@@ -31,7 +31,7 @@ E2E_PATHS = (
 # The longest tests bound the wall time under pytest-xdist: a 100 s test that starts last
 # ends last. Under xdist they are collected first, so the first tests every worker gets
 # are these, and the short ones fill in around them. Prefixes of node ids, longest first
-# (from bench/slowest_tests.py); other e2e tests follow, then everything else.
+# (from bench/slowest_tests.py); other e2e and Wine tests follow, then everything else.
 LONGEST_FIRST = (
     "tests/updater/test_crash.py::test_crash_at_every_step_and_random_instants",
     "tests/test_readme_path.py::test_running_it_for_real_as_the_readme_says",
@@ -51,7 +51,7 @@ def _start_order(item: pytest.Item) -> tuple[int, int]:
     for rank, prefix in enumerate(LONGEST_FIRST):
         if nodeid.startswith(prefix):
             return (0, rank)
-    if item.get_closest_marker("e2e") is not None:
+    if item.get_closest_marker("e2e") or item.get_closest_marker("wine"):
         return (1, 0)
     return (2, 0)
 
