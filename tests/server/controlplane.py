@@ -182,10 +182,10 @@ class ControlPlane:
             _SERVERS.pop(me, None)
 
     def _wait_until_up(self, timeout: float) -> None:
-        assert self._thread is not None
+        """Until /healthz answers; a server that ends first fails with its log."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._thread.is_alive():
+            if not self.running:
                 raise RuntimeError(f"control plane exited: {self.log_path.read_text()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
@@ -268,17 +268,8 @@ class ControlPlaneProcess(ControlPlane):
             stdout=self.log,
             stderr=self.log,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"control plane exited: {self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"control plane did not come up: {self.log_path.read_text()}")
+        self._wait_until_up(timeout)
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
