@@ -37,6 +37,7 @@ LONGEST_FIRST = (
     "tests/test_readme_path.py::test_running_it_for_real_as_the_readme_says",
     "tests/quickstart/test_end_to_end.py::",
     "tests/quickstart/test_terminal.py::",
+    "tests/logs/test_flood.py::test_gigabyte_flood_never_exceeds_the_cap",
     "tests/quickstart/test_lifecycle.py::test_second_run_ends_what_a_killed_first_run_left",
     "tests/selfupdate/test_wine.py::",
 )
