@@ -120,4 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nodekeeper.launcher.closed_stdout import run_guarded  # `... | head` ends quietly
+
+    sys.exit(run_guarded(main))
