@@ -17,7 +17,7 @@ them:
   k-th wait, with every delay the loop asked for recorded, instead of sleeping through
   intervals and then sleeping more to prove that nothing happened;
 - reports go to `RecordingReports` (the ``Reports`` protocol): the machine's part of a
-  report is the call; queueing and sending are tests/reporter's;
+  report is the call; queueing and sending are tests/keeper/reports';
 - a keeper killed at a step is `KeeperKilled` raised at the crash point (the same
   ``CrashHook`` the crash matrix uses to SIGKILL the process), and "the keeper starts
   again" is a new machine and loop over the same data dir.
@@ -141,6 +141,44 @@ class ReleaseShelf:
         if kind == "good":
             return build_good(version, out, extra_migration=options.get("extra_migration", 0))
         return build_faulty(kind, version, out, **options)
+
+
+class Releases:
+    """Publishing and rolling out through the real admin API, for this machine's
+    platform: what a test does to the control plane, the same for the in-process `Rig`
+    and the end-to-end `Lab` (lab.py). A subclass says where a release's zip comes from
+    (`artifact`) and sets ``admin`` and ``platform``."""
+
+    admin: AdminClient
+    platform: str
+
+    def artifact(self, version: str, kind: str = "good", **options: Any) -> Path:
+        """The zip of release ``version`` (``kind``: tests/artifacts.py's)."""
+        raise NotImplementedError
+
+    def publish(self, version: str, kind: str = "good", **options: Any) -> Path:
+        path = self.artifact(version, kind, **options)
+        self.admin.publish(PROCESS, version, {self.platform: str(path)})
+        return path
+
+    def publish_url(self, version: str, url: str) -> None:
+        self.admin.publish(PROCESS, version, {self.platform: url})
+
+    def roll_out(self, version: str, percent: float = 100) -> None:
+        base = f"/v1/admin/processes/{PROCESS}/rollout"
+        self.admin.request("POST", base, json={"version": version})
+        self.admin.request("PUT", f"{base}/percent", json={"percent": percent})
+
+    def set_minimum(self, version: str) -> None:
+        self.admin.request(
+            "PUT", f"/v1/admin/processes/{PROCESS}/minimum", json={"version": version}
+        )
+
+    def release(self, version: str, kind: str = "good", **options: Any) -> Path:
+        """Publish and roll out to every node."""
+        path = self.publish(version, kind, **options)
+        self.roll_out(version)
+        return path
 
 
 # -- the loop's clock --------------------------------------------------------------------------
@@ -306,7 +344,7 @@ class LogLines(logging.Handler):
 # -- the rig -------------------------------------------------------------------------------------
 
 
-class Rig:
+class Rig(Releases):
     """One node's updater in-process: control plane, scripted node, machine, check loop.
 
     ``await rig.cycles(k)`` runs exactly k check cycles (the first right after start-up,
@@ -350,30 +388,8 @@ class Rig:
         self._loop_task: asyncio.Task[None] | None = None
         self.crash_at = ""
 
-    # -- releases --------------------------------------------------------------------------
-
-    def publish(self, version: str, kind: str = "good", **options: Any) -> Path:
-        path = self.shelf.get(version, kind, **options)
-        self.admin.publish(PROCESS, version, {self.platform: str(path)})
-        return path
-
-    def publish_url(self, version: str, url: str) -> None:
-        self.admin.publish(PROCESS, version, {self.platform: url})
-
-    def roll_out(self, version: str, percent: float = 100) -> None:
-        base = f"/v1/admin/processes/{PROCESS}/rollout"
-        self.admin.request("POST", base, json={"version": version})
-        self.admin.request("PUT", f"{base}/percent", json={"percent": percent})
-
-    def set_minimum(self, version: str) -> None:
-        self.admin.request(
-            "PUT", f"/v1/admin/processes/{PROCESS}/minimum", json={"version": version}
-        )
-
-    def release(self, version: str, kind: str = "good", **options: Any) -> Path:
-        path = self.publish(version, kind, **options)
-        self.roll_out(version)
-        return path
+    def artifact(self, version: str, kind: str = "good", **options: Any) -> Path:
+        return self.shelf.get(version, kind, **options)
 
     # -- the keeper ------------------------------------------------------------------------
 
@@ -425,6 +441,11 @@ class Rig:
         """The keeper (killed or stopped) starts again over the same data dir and node."""
         await self.stop()
         self.start(crash_at)
+
+    @property
+    def loop_alive(self) -> bool:
+        """The keeper's check loop is still going (it neither ended nor raised)."""
+        return self._loop_task is not None and not self._loop_task.done()
 
     @property
     def recording(self) -> RecordingJournal:

@@ -33,7 +33,8 @@ from tests.nodes import NodeSetup, setup_node
 from tests.server.controlplane import TOKEN, ControlPlane
 from tests.support import free_port
 
-PROCESS = "storagenode"
+from .inprocess import PROCESS, Releases
+
 KEEPER = [sys.executable, "-m", "nodekeeper.keeper"]
 
 
@@ -74,7 +75,10 @@ class KeeperProcess:
         self.proc.wait(10)
 
 
-class Lab:
+class Lab(Releases):
+    """The end-to-end update stack of one node; publishing and rolling out are
+    `Releases`' (shared with the in-process rig)."""
+
     def __init__(
         self,
         root: Path,
@@ -100,6 +104,10 @@ class Lab:
     # -- releases ------------------------------------------------------------------------
 
     def artifact(self, version: str, kind: str = "good", **options: Any) -> Path:
+        """Built for this lab; ``padding=N`` makes a good release N bytes bigger."""
+        padding = options.pop("padding", 0)
+        if padding:
+            return self.padded_artifact(version, padding)
         out = self.root / "artifacts" / f"{version}-{kind}"
         if kind == "good":
             return build_good(version, out, extra_migration=options.get("extra_migration", 0))
@@ -110,29 +118,6 @@ class Lab:
         unpacking it take long enough to be interrupted half-way."""
         out = self.root / "artifacts" / f"{version}-padded"
         return build_artifact(version, out, extra_files={"padding.bin": os.urandom(padding)})
-
-    def publish(self, version: str, kind: str = "good", **options: Any) -> Path:
-        padding = options.pop("padding", 0)
-        if padding:
-            path = self.padded_artifact(version, padding)
-        else:
-            path = self.artifact(version, kind, **options)
-        self.admin.publish(PROCESS, version, {self.platform: str(path)})
-        return path
-
-    def publish_url(self, version: str, url: str) -> None:
-        self.admin.publish(PROCESS, version, {self.platform: url})
-
-    def roll_out(self, version: str, percent: float = 100) -> None:
-        base = f"/v1/admin/processes/{PROCESS}/rollout"
-        self.admin.request("POST", base, json={"version": version})
-        self.admin.request("PUT", f"{base}/percent", json={"percent": percent})
-
-    def release(self, version: str, kind: str = "good", **options: Any) -> Path:
-        """Publish and roll out to every node."""
-        path = self.publish(version, kind, **options)
-        self.roll_out(version)
-        return path
 
     # -- keeper --------------------------------------------------------------------------
 
@@ -244,6 +229,9 @@ class Lab:
         except FileNotFoundError:
             return []
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def entries(self, reason: str) -> list[dict[str, Any]]:
+        return [e for e in self.error_index() if e.get("reason") == reason]
 
     def reasons(self) -> list[str]:
         return [str(e.get("reason")) for e in self.error_index()]

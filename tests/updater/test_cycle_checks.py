@@ -57,6 +57,8 @@ async def test_checks_send_if_none_match_and_honour_retry_after(rig: Rig) -> Non
         announcer.fault(status=503, retry_after="3")
         await rig.cycles(2)
     assert [s.status for s in announcer.served] == [200, 304, 503, 304]
+    # Every check after the first is conditional, the one refused with 503 too.
+    assert all(s.if_none_match for s in announcer.served[1:])
     # The interval after each good check; after the 503, Retry-After × (1 + 0.1 × 0.5).
     assert rig.clock.waits == pytest.approx([0.0, 1.0, 1.0, 3.15, 1.0])
     assert rig.node.running_version() == "1.0.0" and rig.cycle.checks == 3

@@ -103,6 +103,7 @@ async def test_old_version_that_cannot_be_deleted_is_retried(
     assert "cannot delete" in rig.log.text()
     await rig.cycles(3)  # retried every cycle, indexed once
     assert len(rig.entries("delete-failed")) == 1
+    assert rig.node.state() == "running"  # the node served on through the retries
     assert rig.log.text().count("cannot delete") >= 4
     immutable.release()
     await rig.cycles(1)

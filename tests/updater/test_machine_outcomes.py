@@ -180,3 +180,4 @@ async def test_fresh_node_with_bad_minimum_ends_on_the_suggested_version(
     assert "update of storagenode to 1.2.0 failed at preflight" in log
     assert "below the minimum 1.2.0, which failed on this node before" in log
     assert rig.cycle.checks == 2
+    assert rig.loop_alive  # the same keeper's loop went on to 1.3.0: no restart needed
