@@ -25,7 +25,7 @@ lint: $(STAMP)
 
 # Workers for pytest-xdist: the tests mostly wait on child processes and sockets, so more
 # workers than cores pay (measured: docs/decisions/055-parallel-test-workers.md).
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 
 test: $(STAMP) system-packages lint
 	scripts/with-test-services.sh $(VENV)/bin/pytest -n $(TEST_WORKERS) --junitxml=build/test-results.xml
