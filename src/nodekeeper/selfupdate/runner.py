@@ -36,6 +36,7 @@ from nodekeeper.durable import write_durably
 from nodekeeper.selfupdate import handover
 from nodekeeper.selfupdate.handover import LauncherLink, SelfUpdateError
 from nodekeeper.updater.cycle import HANDED_OVER, CycleSettings, UpdateCycle
+from nodekeeper.updater.notify import Notifier
 
 if TYPE_CHECKING:  # updater.download pulls in httpx; the keeper imports it on first use
     from nodekeeper.updater.download import DownloadSettings
@@ -43,6 +44,9 @@ if TYPE_CHECKING:  # updater.download pulls in httpx; the keeper imports it on f
 
 log = logging.getLogger("nodekeeper.selfupdate")
 PROCESS = handover.PROCESS
+# The error-index fields of the keeper's own problems: which process, not the node
+# updater's version and target (the message names both).
+INDEX_FIELDS = {"process": PROCESS}
 
 
 @dataclass(frozen=True)
@@ -128,13 +132,14 @@ class SelfUpdater:
         self.reports = reports
         self.errors = errors
         self.version = version
+        # The one way a problem is said: the keeper log, the error index, a report.
+        self.notify = Notifier(PROCESS, log=log, errors=errors, reports=reports)
         self.retention = Retention(settings.versions, settings.downloads, errors)
         # Releases that failed preflight here: not retried until a newer one (the
         # launcher remembers the ones that failed probation).
         self._failed: set[str] = _read_failed(settings.failed_file)
         self.handed_over: str | None = None
         self.last_outcome: dict[str, Any] | None = None
-        self.last_error: dict[str, Any] | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -187,7 +192,11 @@ class SelfUpdater:
         part.parent.mkdir(parents=True, exist_ok=True)
         with make_client(download) as client:
             zip_path = fetch_verified(
-                client, plan.artifact, part, free_space_margin=download.free_space_margin
+                client,
+                plan.artifact,
+                part,
+                free_space_margin=download.free_space_margin,
+                speed_floor=download.speed_floor,  # as the node's machine fetches
             )
         installed = install_checked(
             zip_path,
@@ -201,11 +210,14 @@ class SelfUpdater:
 
     def _failed_with(self, report: str, kind: str, target: str, why: str) -> str:
         message = f"keeper self-update to {target} failed: {why}; staying on {self.version}"
-        self.note_error(kind, message)
-        if self.reports is not None:
-            self.reports.report(
-                report, message, process=PROCESS, version=self.version, target_version=target
-            )
+        self.notify.problem(
+            kind,
+            message,
+            report_kind=report,
+            version=self.version,
+            target=target,
+            index=INDEX_FIELDS,
+        )
         self.last_outcome = {"outcome": "failed", "target": target, "at": time.time()}
         return "failed"
 
@@ -229,15 +241,9 @@ class SelfUpdater:
         self.retention.sweep(PROCESS, keep, [])
 
     def note_error(self, kind: str, message: str, *, logged: bool = False) -> None:
-        """A problem: logged (unless the caller did) and indexed, not reported."""
-        if not logged:
-            log.warning(message)
-        self.last_error = {"kind": kind, "message": message, "at": time.time()}
-        if self.errors is not None:
-            try:
-                self.errors.record("updater", logging.ERROR, message, reason=kind, process=PROCESS)
-            except Exception:
-                log.exception("cannot write the error index")
+        """A problem outside an update (the cycle's: a missing artifact): logged (unless
+        the caller did) and indexed, not reported."""
+        self.notify.problem(kind, message, logged=logged, index=INDEX_FIELDS)
 
     def snapshot(self) -> dict[str, Any]:
         launcher = self.link.state()
@@ -250,7 +256,7 @@ class SelfUpdater:
             "failed": sorted(self.state.failed),
             "handed_over": self.handed_over,
             "last_outcome": self.last_outcome,
-            "last_error": self.last_error,
+            "last_error": self.notify.last_error,
         }
 
 

@@ -121,7 +121,12 @@ class PlanRunner(Protocol):
 
     def sweep(self) -> None: ...
 
-    def note_error(self, kind: str, message: str, *, logged: bool = False) -> None: ...
+    def note_error(self, kind: str, message: str, *, logged: bool = False) -> None:
+        """Say a problem of the loop's (a failed check, a missing artifact) through the
+        runner's ``updater.notify.Notifier``: logged at WARNING unless the loop
+        ``logged`` it already, indexed with the runner's own fields, not reported (the
+        control plane is the one that failed, or knows)."""
+        ...
 
     def running_version(self) -> str | None: ...
 
@@ -443,6 +448,8 @@ class UpdateCycle:
         else:
             log.info("%s check failed (%d in a row): %s", self.label, self.failures, exc)
         if self.failures == 1:
+            # The line above is this loop's own (with the count, rate-limited); the
+            # problem is indexed once per outage through the runner's Notifier.
             self.runner.note_error(exc.kind, f"{self.label} check failed: {exc}", logged=True)
 
     def _once(self, key: str, message: str, error: UpdateError | None = None) -> None:
@@ -450,9 +457,9 @@ class UpdateCycle:
         if key in self._said:
             return
         self._said.add(key)
-        if error is not None:
+        if error is not None:  # a problem: the runner's Notifier logs and indexes it
             self.runner.note_error(error.kind, message)
-        else:
+        else:  # a state the operator should know of, not a failure
             log.info(message)
 
     def snapshot(self) -> dict[str, Any]:
