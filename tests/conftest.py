@@ -12,22 +12,6 @@ import pytest
 # One Wine prefix and wineserver per run, shared by every suite that runs Windows code.
 from tests.windows.wine import wine  # noqa: F401
 
-# End-to-end files in folders that are being rewritten by others (issue 10): marked here
-# by path until their owners put `pytestmark = pytest.mark.e2e` in the files themselves.
-# The tests/updater files below (from tests/update_machine) run a keeper subprocess
-# against a control plane and a reference node (lab.py); the in-process rewrite will
-# leave only the crash matrix and the smoke test of them as e2e.
-E2E_PATHS = (
-    "tests/updater/test_bad_minimum.py",
-    "tests/updater/test_crash.py",
-    "tests/updater/test_failures.py",
-    "tests/updater/test_rollouts.py",
-    "tests/updater/test_smoke.py",
-    "tests/selfupdate/test_end_to_end.py",
-    "tests/selfupdate/test_launcher_process.py",
-    "tests/selfupdate/test_downtime.py",
-)
-
 # The longest tests bound the wall time under pytest-xdist: a 100 s test that starts last
 # ends last. Under xdist they are collected first, so the first tests every worker gets
 # are these, and the short ones fill in around them. Prefixes of node ids, longest first
@@ -37,7 +21,7 @@ LONGEST_FIRST = (
     "tests/test_readme_path.py::test_running_it_for_real_as_the_readme_says",
     "tests/quickstart/test_end_to_end.py::",
     "tests/quickstart/test_terminal.py::",
-    "tests/logs/test_flood.py::test_gigabyte_flood_never_exceeds_the_cap",
+    "tests/logs/test_flood.py::test_flood_never_exceeds_the_cap[1GB]",
     "tests/quickstart/test_lifecycle.py::test_second_run_ends_what_a_killed_first_run_left",
     "tests/selfupdate/test_wine.py::",
 )
@@ -59,8 +43,6 @@ def _start_order(item: pytest.Item) -> tuple[int, int]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if _relative(item).startswith(E2E_PATHS):
-            item.add_marker(pytest.mark.e2e)
         # What a test needs is known from its fixtures: the marker follows, so that
         # `-m "not wine and not postgres"` never starts a service it would wait for.
         fixtures = getattr(item, "fixturenames", ())

@@ -1,4 +1,7 @@
-"""A gigabyte of lines into a 50 MB cap, watched from outside while it happens."""
+"""A gigabyte of lines into a 50 MB cap, watched from outside while it happens.
+
+The gigabyte is end-to-end (CI runs it); the inner loop floods a tenth of it into a tenth
+of the cap, which exercises the same rotation, compression and eviction."""
 
 from __future__ import annotations
 
@@ -6,18 +9,25 @@ import os
 import threading
 import time
 
+import pytest
+
 from nodekeeper.logs import LogSettings, RotatingFile
 
 from .helpers import all_lines, archives, snapshot
 
-CAP = 50_000_000
-FILE = 5_000_000
-FLOOD = 1_000_000_000
 LINES_PER_WRITE = 500
 PAD = b"storagenode piecestore upload started " + b"x" * 44  # ~96-byte lines
 
 
-def test_gigabyte_flood_never_exceeds_the_cap(tmp_path):
+@pytest.mark.parametrize(
+    ("flood", "cap", "file"),
+    [
+        pytest.param(1_000_000_000, 50_000_000, 5_000_000, id="1GB", marks=pytest.mark.e2e),
+        pytest.param(100_000_000, 5_000_000, 500_000, id="100MB"),
+    ],
+)
+def test_flood_never_exceeds_the_cap(tmp_path, flood: int, cap: int, file: int):
+    CAP, FILE, FLOOD = cap, file, flood  # noqa: N806 (the constants of one flood)
     settings = LogSettings(max_file_size=FILE, total_cap=CAP)
     log = RotatingFile(tmp_path, "storagenode", ".log", settings)
     active = {"storagenode.log"}
@@ -66,7 +76,7 @@ def test_gigabyte_flood_never_exceeds_the_cap(tmp_path):
         f"{len(samples)} samples, up to {max(waiting)} files waiting for gzip"
     )
     assert not worst, f"over the cap: {worst[:5]}"
-    assert len(samples) >= 100, "the watcher hardly saw the flood"
+    assert len(samples) >= 20, "the watcher hardly saw the flood"
     assert max(s.archived for s in samples) > CAP // 2, "the flood never came near the cap"
     # Writing outran gzip (several 5 MB files waited at once): the cap held regardless.
     assert max(waiting) >= 2

@@ -18,7 +18,7 @@ from tests.keeper.conftest import fast_settings, free_port
 from tests.nodes import NodeProcess, setup_node
 from tests.selfupdate.conftest import PROBATION, LauncherProcess, Site, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 def get(port: int, path: str) -> tuple[int, bytes] | None:

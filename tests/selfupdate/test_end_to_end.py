@@ -18,7 +18,7 @@ from tests.selfupdate.conftest import PROBATION, LauncherProcess, make_site, wai
 from tests.selfupdate.keepers import build_keeper, install
 from tests.server.controlplane import TOKEN, ControlPlane
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 
 def test_control_plane_announces_a_keeper_and_it_updates_itself(

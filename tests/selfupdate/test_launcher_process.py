@@ -22,7 +22,7 @@ from nodekeeper.launcher.protocol import DELIVERED_FILE
 from nodekeeper.logs.error_index import read_errors_since
 from tests.selfupdate.conftest import PROBATION, LauncherProcess, Site, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 Start = Callable[..., LauncherProcess]
 
 

@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import http.server
 import json
+import struct
 import threading
 import tracemalloc
 import zlib
@@ -68,13 +69,30 @@ class EncodedServer:
         self.httpd.server_close()
 
 
-def gzip_of_zeros(size: int) -> bytes:
-    """``size`` zero bytes, gzip-compressed, without ever holding them uncompressed."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    block = bytes(MiB)
-    parts = [packer.compress(block) for _ in range(size // MiB)]
-    parts.append(packer.flush())
-    return b"".join(parts)
+def gzip_of_zeros(size: int, block_size: int = 16 * MiB) -> bytes:
+    """``size`` zero bytes as one gzip member, built in under a second.
+
+    Compressing a GiB of zeros at level 9 took 5 s idle and 16 s under load. With a full
+    flush after each block, every block after the first compresses to the same bytes (the
+    window holds only zeros), so the stream is the first block, that repeat, the end, and
+    the gzip trailer (CRC-32 and size of the zeros)."""
+    assert size % block_size == 0 and size >= block_size
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate
+    block = bytes(block_size)
+    first = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    repeat = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    end = packer.flush()
+    crc = 0
+    for _ in range(size // block_size):
+        crc = zlib.crc32(block, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # gzip, deflate, no name
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return header + first + repeat * (size // block_size - 1) + end + trailer
+
+
+def test_the_bomb_is_a_valid_gzip_of_zeros() -> None:
+    bomb = gzip_of_zeros(64 * MiB, block_size=4 * MiB)
+    assert gzip.decompress(bomb) == bytes(64 * MiB)  # checks the CRC and the size too
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 
 from .lab import Lab
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 AFTER_JOURNAL = ["download", "verify", "unpack", "preflight", "switch", "probation", "commit"]
 BEFORE_JOURNAL = ["verify!", "unpack!", "preflight!", "switch!", "probation!", "commit!"]

@@ -12,7 +12,7 @@ import pytest
 
 from .lab import Lab
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 def test_old_version_that_cannot_be_stopped_is_killed_and_replaced(lab: Lab) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from .lab import Lab
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 def test_new_version_fails_to_start_rolls_back_and_is_not_retried(lab: Lab) -> None:

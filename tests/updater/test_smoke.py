@@ -4,7 +4,7 @@ import pytest
 
 from .lab import Lab
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 def test_first_install_then_update(lab: Lab) -> None:

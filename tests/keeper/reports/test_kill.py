@@ -52,7 +52,9 @@ def kill_after(directory: Path, max_count: int, acks: int, delay: float) -> int:
     return last + 1
 
 
-@pytest.mark.parametrize("max_count", [10_000, 7])
+@pytest.mark.parametrize(
+    "max_count", [pytest.param(10_000, marks=pytest.mark.e2e), 7]  # 10 000: 9 s; 7: 3 s
+)
 def test_kill_9_while_queueing(tmp_path: Path, max_count: int) -> None:
     rng = random.Random(max_count)
     directory = tmp_path / "reports"
