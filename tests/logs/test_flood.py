@@ -27,7 +27,7 @@ PAD = b"storagenode piecestore upload started " + b"x" * 44  # ~96-byte lines
     ],
 )
 def test_flood_never_exceeds_the_cap(tmp_path, flood: int, cap: int, file: int):
-    CAP, FILE, FLOOD = cap, file, flood  # noqa: N806 (the constants of one flood)
+    CAP, FILE, FLOOD = cap, file, flood  # the constants of this flood
     settings = LogSettings(max_file_size=FILE, total_cap=CAP)
     log = RotatingFile(tmp_path, "storagenode", ".log", settings)
     active = {"storagenode.log"}
