@@ -53,7 +53,8 @@ def kill_after(directory: Path, max_count: int, acks: int, delay: float) -> int:
 
 
 @pytest.mark.parametrize(
-    "max_count", [pytest.param(10_000, marks=pytest.mark.e2e), 7]  # 10 000: 9 s; 7: 3 s
+    "max_count",
+    [pytest.param(10_000, marks=pytest.mark.e2e), 7],  # 10 000: 9 s; 7: 3 s
 )
 def test_kill_9_while_queueing(tmp_path: Path, max_count: int) -> None:
     rng = random.Random(max_count)
