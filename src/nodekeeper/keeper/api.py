@@ -42,7 +42,7 @@ def _json(status: int, data: Any) -> tuple[int, str, bytes]:
 
 def find_check(snapshot: Callable[[], dict[str, Any]]) -> Check | None:
     """The ``check_now`` of the object whose ``snapshot`` the API serves (the keeper's
-    updater, ``commands._Updating``); None when updates are not managed."""
+    updater, ``wiring.Updating``); None when updates are not managed."""
     return getattr(getattr(snapshot, "__self__", None), "check_now", None)
 
 
