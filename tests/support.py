@@ -1,5 +1,5 @@
-"""Small helpers shared by test suites: free ports, a patched environment, and running the
-`nodekeeper` command in this process.
+"""Small helpers shared by test suites: free ports, a patched environment, merged config
+sections, and running the `nodekeeper` command in this process.
 
 Most CLI tests are about what a command says and returns, not about the process around it,
 so they call `nodekeeper.cli.main(argv)` here instead of paying ~1 s of interpreter start-up
@@ -15,12 +15,25 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, table by table (a test's config sections over
+    its defaults): a nested dict is merged, anything else replaced."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 @contextlib.contextmanager

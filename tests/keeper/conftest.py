@@ -20,7 +20,7 @@ import pytest
 from nodekeeper.keeper.config import KeeperConfig
 from nodekeeper.keeper.supervisor import Supervisor
 from nodekeeper.platform import current_platform
-from tests.support import free_port
+from tests.support import deep_merge, free_port
 
 PROGRAMS = Path(__file__).parent / "programs"
 PY = sys.executable
@@ -28,16 +28,6 @@ PY = sys.executable
 
 def program(name: str, *args: object) -> list[str]:
     return [PY, str(PROGRAMS / name), *map(str, args)]
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def fast_settings(tmp_path: Path, command: list[str], **sections: Any) -> dict[str, Any]:
@@ -62,7 +52,7 @@ def fast_settings(tmp_path: Path, command: list[str], **sections: Any) -> dict[s
         "limits": {"sample_interval_seconds": 0.2},
         "status": {"listen": f"127.0.0.1:{free_port()}"},
     }
-    return _merge(base, sections)
+    return deep_merge(base, sections)
 
 
 def fast_config(tmp_path: Path, command: list[str], **sections: Any) -> KeeperConfig:

@@ -31,21 +31,11 @@ from storagenode.release import build_artifact
 from tests.artifacts import build_faulty, build_good
 from tests.nodes import NodeSetup, setup_node
 from tests.server.controlplane import TOKEN, ControlPlane
-from tests.support import free_port
+from tests.support import deep_merge, free_port
 
 from .inprocess import PROCESS, Releases
 
 KEEPER = [sys.executable, "-m", "nodekeeper.keeper"]
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class KeeperProcess:
@@ -154,7 +144,7 @@ class Lab(Releases):
                 "read_timeout_seconds": 2.0,
             },
         }
-        self.settings = _merge(base, sections)
+        self.settings = deep_merge(base, sections)
         path = self.root / "keeper.toml"
         path.write_bytes(tomli_w.dumps(self.settings).encode())
         return path
