@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import os
-import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from nodekeeper.nodeshim.childsetup import child_setup
 from nodekeeper.platform import cgroup
 from nodekeeper.platform.base import (
     MECH_CGROUP_CPU,
@@ -47,26 +45,10 @@ from nodekeeper.platform.base import (
     Usage,
 )
 
-PR_SET_PDEATHSIG = 1
 NICE_BELOW_NORMAL = 10
 CPU_PERIOD_USEC = 100_000
 # Lines of node output longer than this are split rather than failing the reader.
 STREAM_LIMIT = 1024 * 1024
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    # Resolved in the parent: after fork only async-signal-safe work should happen, and
-    # dlopen is not that.
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-    return libc.prctl  # type: ignore[no-any-return]
-
-
-_prctl = _load_prctl()
 
 
 class PosixHandle(SubprocessHandle):
@@ -124,8 +106,8 @@ class PosixPlatform(Platform):
             if report.cpu_rate == MECH_CGROUP_CPU and limits.cpu_rate_percent:
                 quota = max(1000, int(CPU_PERIOD_USEC * limits.cpu_rate_percent / 100))
                 cgroup.write(group, "cpu.max", f"{quota} {CPU_PERIOD_USEC}")
-        preexec = _child_setup(
-            keeper_pid=os.getpid(),
+        preexec = child_setup(
+            parent_pid=os.getpid(),
             procs_file=str(group / "cgroup.procs") if group else None,
             rlimit_as=limits.memory_hard_bytes if report.memory_hard == MECH_RLIMIT_AS else None,
             cores=limits.cpu_cores,
@@ -282,38 +264,6 @@ def _wanted(limits: ResourceLimits) -> set[str]:
     if limits.cpu_rate_percent is not None:
         wanted.add("cpu")
     return wanted
-
-
-def _child_setup(
-    *,
-    keeper_pid: int,
-    procs_file: str | None,
-    rlimit_as: int | None,
-    cores: tuple[int, ...] | None,
-    nice: int | None,
-) -> Callable[[], None]:
-    """The function run in the child between fork and exec. Limits go here, not after
-    the start: by then the node could already have allocated or forked."""
-
-    def setup() -> None:
-        if _prctl is not None:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            # The keeper may have died between fork and prctl; then no signal would come.
-            if os.getppid() != keeper_pid:
-                os._exit(1)
-        if procs_file is not None:
-            # Join the cgroup before exec, so that every descendant is born inside it.
-            with contextlib.suppress(OSError), open(procs_file, "w") as fh:
-                fh.write(str(os.getpid()))
-        if rlimit_as is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (rlimit_as, rlimit_as))
-        if cores is not None:
-            os.sched_setaffinity(0, cores)
-        if nice is not None:
-            current = os.getpriority(os.PRIO_PROCESS, 0)
-            os.setpriority(os.PRIO_PROCESS, 0, max(current, nice))
-
-    return setup
 
 
 def _descendants(pid: int) -> dict[int, float]:

@@ -1,0 +1,40 @@
+"""Starting the node under the shim, and telling it apart from a process with a reused pid."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+from .childsetup import child_setup
+from .protocol import ChildSetup
+
+
+def popen_options(child: ChildSetup) -> dict[str, Any]:
+    """The node in its own process group, dying with the shim, limits applied before exec."""
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+    setup = child_setup(
+        parent_pid=os.getpid(),
+        procs_file=child.procs_file,
+        rlimit_as=child.rlimit_as,
+        cores=child.cores,
+        nice=child.nice,
+    )
+    return {"start_new_session": True, "preexec_fn": setup}
+
+
+def node_start_time(pid: int) -> int:
+    """When ``pid`` started, in the OS's own unit (Linux: clock ticks since boot, field 22
+    of /proc/PID/stat); 0 where unknown. Equal values and equal pids: the same process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 overall; fields here start at field 3
+    except (IndexError, ValueError):
+        return 0
