@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from nodekeeper.nodeshim import protocol
-from nodekeeper.platform.shim_client import Attachment, ShimError, Started, start_shim
+from nodekeeper.platform.shim_client import ShimError, Started, attach, start_shim
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,7 +96,7 @@ def test_lines_in_order_then_the_exit_code_and_the_shim_leaves(
     s = shims(counter(2000, 0, code=3))
 
     async def scenario() -> tuple[list[str], list[str], int]:
-        a = Attachment(s.address, s.authkey_hex, LIMIT)
+        a = await attach(s.address, s.authkey_hex, LIMIT)
         out = await read_lines(a.stdout, lambda _: False)
         err = await read_lines(a.stderr, lambda _: False)
         return out, err, await a.wait()
@@ -114,14 +114,14 @@ def test_a_hand_over_loses_and_repeats_no_line(shims: Callable[..., Started]) ->
     s = shims(counter(0, 0.001))
 
     async def scenario() -> tuple[list[int], list[int], int]:
-        a = Attachment(s.address, s.authkey_hex, LIMIT)
+        a = await attach(s.address, s.authkey_hex, LIMIT)
         first = await read_lines(a.stdout, lambda line: line == "line 300")
         assert await asyncio.to_thread(a.detach)
         # What the shim sent before its answer is queued on the loop ahead of this.
-        a.stdout.feed_eof()
+        a.end_output()
         seen_by_a = numbers(first + await read_lines(a.stdout, lambda _: False))
         assert a.returncode is None and not gone(s.node_pid)  # detached: the node runs on
-        b = Attachment(s.address, s.authkey_hex, LIMIT)
+        b = await attach(s.address, s.authkey_hex, LIMIT)
         assert (b.node_pid, b.node_start) == (s.node_pid, s.node_start)
         far = seen_by_a[-1] + 500
         rest = await read_lines(b.stdout, lambda line: line == f"line {far}")
@@ -144,9 +144,9 @@ def test_the_node_outlives_a_keeper_that_dies_without_a_word(
             sys.executable,
             "-c",
             "import asyncio, sys\n"
-            "from nodekeeper.platform.shim_client import Attachment\n"
+            "from nodekeeper.platform.shim_client import attach\n"
             "async def go():\n"
-            f"    a = Attachment({s.address!r}, {s.authkey_hex!r}, 1 << 20)\n"
+            f"    a = await attach({s.address!r}, {s.authkey_hex!r}, 1 << 20)\n"
             "    print((await a.stdout.readline()).decode(), end='', flush=True)\n"
             "    import os; os._exit(9)\n"
             "asyncio.run(go())\n",
@@ -159,7 +159,7 @@ def test_the_node_outlives_a_keeper_that_dies_without_a_word(
     assert not gone(s.node_pid) and not gone(s.shim_pid)
 
     async def next_keeper() -> int:
-        b = Attachment(s.address, s.authkey_hex, LIMIT)
+        b = await attach(s.address, s.authkey_hex, LIMIT)
         assert b.node_pid == s.node_pid
         await read_lines(b.stdout, lambda line: line.startswith("line "))
         os.killpg(s.node_pid, signal.SIGTERM)
@@ -177,7 +177,7 @@ def test_when_the_anchor_ends_the_node_is_stopped_gracefully(
         s = shims(counter(0, 0.01), anchor=launcher.pid)
 
         async def scenario() -> tuple[list[str], int]:
-            a = Attachment(s.address, s.authkey_hex, LIMIT)
+            a = await attach(s.address, s.authkey_hex, LIMIT)
             await read_lines(a.stdout, lambda line: line.startswith("line "))
             launcher.kill()
             return await read_lines(a.stdout, lambda _: False), await a.wait()
@@ -197,7 +197,7 @@ def test_a_killed_shim_takes_the_node_along_and_says_so_as_sigkill(
     s = shims(counter(0, 0.01))
 
     async def scenario() -> int:
-        a = Attachment(s.address, s.authkey_hex, LIMIT)
+        a = await attach(s.address, s.authkey_hex, LIMIT)
         await read_lines(a.stdout, lambda line: line.startswith("line "))
         os.kill(s.shim_pid, signal.SIGKILL)
         return await a.wait()
@@ -219,8 +219,8 @@ def test_a_wrong_key_is_refused(shims: Callable[..., Started]) -> None:
 
     async def scenario() -> None:
         with pytest.raises(ShimError, match="cannot attach"):
-            Attachment(s.address, os.urandom(16).hex(), LIMIT)
-        a = Attachment(s.address, s.authkey_hex, LIMIT)  # the right one still works
+            await attach(s.address, os.urandom(16).hex(), LIMIT)
+        a = await attach(s.address, s.authkey_hex, LIMIT)  # the right one still works
         assert a.node_pid == s.node_pid
 
     asyncio.run(scenario())

@@ -86,8 +86,7 @@ def _load(path: Path | None) -> KeeperConfig:
 
 def run_command(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    from nodekeeper.keeper.wiring import Keeper
-    from nodekeeper.platform import current_platform
+    from nodekeeper.keeper.wiring import Keeper, node_platform
 
     # First: a second keeper on this data directory must write nothing (no log line, no
     # journal recovery) before it is refused.
@@ -97,7 +96,7 @@ def run_command(args: argparse.Namespace) -> int:
         try:
             try:
                 keeper = Keeper.build(
-                    config, current_platform(), sink=logs.sink, errors=logs.errors
+                    config, node_platform(config), sink=logs.sink, errors=logs.errors
                 )
             except ConfigError as exc:
                 where = f"{config.source}: " if config.source else ""

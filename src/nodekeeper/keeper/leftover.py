@@ -26,9 +26,18 @@ class TreeRecord:
         the next keeper must find the tree to kill it)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_durably(self.path, json.dumps(handle.identity()).encode())
+            # Private: under a node shim the record holds the key that drives the shim.
+            write_durably(self.path, json.dumps(handle.identity()).encode(), mode=0o600)
         except OSError as exc:
             log.warning("cannot record the node's identity in %s: %s", self.path, exc)
+
+    def read(self) -> dict[str, Any] | None:
+        """The recorded identity, or None when there is none (or it is unreadable)."""
+        try:
+            identity = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return identity if isinstance(identity, dict) else None
 
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -36,9 +45,8 @@ class TreeRecord:
 
     def remove_leftover(self, platform: Platform) -> int:
         """Kill a tree recorded by an earlier keeper that did not clear its record."""
-        try:
-            identity: dict[str, Any] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        identity = self.read()
+        if identity is None:
             return 0
         killed = platform.kill_leftover(identity)
         if killed:

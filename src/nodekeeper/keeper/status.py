@@ -67,6 +67,9 @@ class NodeStatus:
     soft_limit_restarts: int = 0
     limits: LimitReport = field(default_factory=LimitReport)
     tree: dict[str, Any] | None = None  # the running tree's identity (ProcessHandle.identity)
+    # Whether this keeper took over a node its predecessor left running (decision 063):
+    # None (nothing to take over), "adopted", or "restarted: <why it could not be>".
+    adoption: str | None = None
 
     def uptime(self, now_mono: float | None = None) -> float | None:
         if self.started_mono is None:
@@ -127,6 +130,7 @@ def as_dict(status: NodeStatus, config_view: dict[str, Any], platform_name: str)
         "consecutive_failures": config_view.get("consecutive_failures", 0),
         "restart_delay_seconds": config_view.get("restart_delay_seconds"),
         "tree_tracking": tree_tracking(status.tree),
+        "adoption": status.adoption,
         "next_start_in": (
             max(0.0, status.next_start_at - time.time()) if status.next_start_at else None
         ),

@@ -38,7 +38,13 @@ from nodekeeper.keeper.probes import HttpProbe, Probe, ProcessProbe, TcpProbe
 from nodekeeper.keeper.states import Event, State, transition
 from nodekeeper.keeper.status import ExitInfo, NodeStatus, PulseInfo, directory_bytes
 from nodekeeper.keeper.status import as_dict as status_dict
-from nodekeeper.platform.base import LaunchSpec, Platform, ProcessHandle, ResourceLimits
+from nodekeeper.platform.base import (
+    AdoptionRefused,
+    LaunchSpec,
+    Platform,
+    ProcessHandle,
+    ResourceLimits,
+)
 
 if TYPE_CHECKING:  # a keeper without [update] loads no updater module
     from nodekeeper.updater.interfaces import ErrorSink
@@ -185,6 +191,9 @@ class Supervisor:
         self._shutdown: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
+        # A keeper hand-over: the run ends by detaching from the node, not stopping it,
+        # where the platform can leave it running (decision 063).
+        self._handing_over = False
         self._needs_setup_logged: float | None = None
         self._unreleased: list[ProcessHandle] = []
         self._record = TreeRecord(config.state_path() / IDENTITY_FILE)
@@ -281,23 +290,34 @@ class Supervisor:
             self._loop.call_soon_threadsafe(self._shutdown.set)
             self._loop.call_soon_threadsafe(self._changed)
 
+    def request_handover(self) -> None:
+        """Like :meth:`request_shutdown`, for a keeper handing over to its next version:
+        a node that can outlive this keeper (under a node shim) is left running for the
+        next keeper to take over; any other node is stopped as usual."""
+        self._handing_over = True
+        self.request_shutdown()
+
     async def run(self) -> None:
-        """Supervise until :meth:`request_shutdown`; the node is stopped when it returns."""
+        """Supervise until :meth:`request_shutdown` (the node is stopped when it returns)
+        or :meth:`request_handover` (it may be left running for the next keeper)."""
         self._shutdown = asyncio.Event()
         self._switch = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if self._stop_requested:  # asked before run() began: start nothing
             self._shutdown.set()
-        self._record.remove_leftover(self.platform)
-        while not self._shutdown.is_set():
+        adopted = await self._adopt_or_clear()
+        while not self._shutdown.is_set() or adopted is not None:
             # Cleared before the command is read: a switch() after this point ends the run
             # it is about to start, so the newest command always wins.
             self._switch.clear()
-            if self._argv is None:
+            if self._argv is None and adopted is None:
                 await self._sleep(math.inf)
                 continue
-            code, reason = await self._run_once()
+            code, reason = await self._run_once(adopted)
+            adopted = None
             self._release_all()
+            if reason == "handed over":
+                break
             if reason == "stopped":
                 self._record_exit(ExitInfo(code, "stopped", time.time(), describe_exit(code)))
                 break
@@ -318,9 +338,33 @@ class Supervisor:
 
     # -- one run -------------------------------------------------------------------------
 
-    async def _run_once(self) -> tuple[int | None, str | None]:
-        """Start the node and supervise it until it exits; returns (exit code, reason) with
-        reason None for an exit the keeper did not ask for."""
+    async def _adopt_or_clear(self) -> ProcessHandle | None:
+        """Take over the node the previous keeper handed over or left when it died
+        (decision 063); else remove whatever it left (decision 011). A node that cannot
+        be taken over is restarted, and the log and the status say why."""
+        identity = self._record.read()
+        if identity is None:
+            return None
+        if identity.get("shim") is not None:
+            try:
+                handle = await self.platform.adopt(identity)
+            except AdoptionRefused as exc:
+                message = f"cannot take over the running node, restarting it: {exc}"
+                log.warning(message)
+                self.status.adoption = f"restarted: {exc}"
+            else:
+                log.info("took over the running node: pid %d", handle.pid)
+                self.status.adoption = "adopted"
+                return handle
+        self._record.remove_leftover(self.platform)
+        return None
+
+    async def _run_once(
+        self, adopted: ProcessHandle | None = None
+    ) -> tuple[int | None, str | None]:
+        """Start the node (or take over ``adopted``) and supervise it until it exits;
+        returns (exit code, reason) with reason None for an exit the keeper did not ask
+        for, and "handed over" when it was left running for the next keeper."""
         assert self._shutdown is not None and self._switch is not None
         spec = self._spec()
         self._run_generation = self._generation
@@ -328,7 +372,7 @@ class Supervisor:
         self._spawns += 1
         self._last_ok_mono = None
         try:
-            handle = await self.platform.start(spec)
+            handle = adopted if adopted is not None else await self.platform.start(spec)
         except OSError as exc:
             # WARNING, not ERROR: _after_exit indexes this failure itself (see ErrorSink).
             log.warning("cannot start the node (%s): %s", spec.argv[0], exc)
@@ -348,7 +392,8 @@ class Supervisor:
         self._exit_detail = ""
         self._fire(Event.SPAWNED)
         self._record.write(handle)
-        log.info("node started: pid %d (%s)", handle.pid, " ".join(spec.argv))
+        if adopted is None:
+            log.info("node started: pid %d (%s)", handle.pid, " ".join(spec.argv))
 
         pumps = [
             asyncio.create_task(pump(handle.stdout, "stdout", self.sink)),
@@ -368,6 +413,14 @@ class Supervisor:
         for task in (shutdown, switch, *watchers):
             task.cancel()
         reason: str | None = None
+        handing_over = exited not in done and shutdown in done and self._handing_over
+        if handing_over and await asyncio.to_thread(handle.detach):
+            # Every line the node wrote up to the detach goes to this keeper's log; the
+            # rest waits in the shim for the next keeper. The node runs on.
+            await asyncio.wait(pumps, timeout=PIPE_DRAIN_SECONDS)
+            exited.cancel()
+            log.info("left the node running for the next keeper: pid %d", handle.pid)
+            return None, "handed over"
         if exited not in done:
             if shutdown in done:
                 reason = "stopped"

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -117,7 +119,14 @@ class Keeper:
         network = _network_abort() if updating is not None else None
 
         def stop() -> None:
-            supervisor.request_shutdown()
+            from nodekeeper.selfupdate.handover import handed_over
+
+            # A stop after this keeper asked to hand over completes the hand-over: the
+            # process exits for the launcher, and the node stays for the next keeper.
+            if handed_over() is not None:
+                supervisor.request_handover()
+            else:
+                supervisor.request_shutdown()
             # At once, not after the node stopped: a check or download blocked on a slow
             # server in a worker thread would otherwise keep the process alive after
             # "keeper stopped" (asyncio.run waits for its threads).
@@ -191,11 +200,33 @@ def _build_updating(
     self_cycle = keeper_update_cycle(
         settings.check,
         settings.self_update,
-        shutdown=supervisor.request_shutdown,
+        shutdown=supervisor.request_handover,
         reports=reporter,
         errors=errors,
     )
     return Updating(supervisor, reporter, machine, cycle, self_cycle)
+
+
+def node_platform(config: KeeperConfig) -> Platform:
+    """How this keeper runs its node. Under the launcher (the installed service) on Linux,
+    each node runs under a node shim anchored to the launcher, so that a keeper hand-over
+    or crash leaves it running for the next keeper (decision 063). Otherwise, and on
+    Windows until its shim holds the Job Object, the node is the keeper's own child and
+    dies with it (decision 011)."""
+    from nodekeeper.launcher.protocol import ENV_STATE_DIR
+    from nodekeeper.platform import current_platform
+
+    if sys.platform.startswith("linux") and os.environ.get(ENV_STATE_DIR):
+        from nodekeeper.platform.posix import PosixPlatform, ShimOptions
+
+        return PosixPlatform(
+            ShimOptions(
+                anchor_pid=os.getppid(),
+                state_dir=config.state_path() / "shim",
+                stop_timeout=config.stop.timeout_seconds,
+            )
+        )
+    return current_platform()
 
 
 def _network_abort() -> NetworkAbort:

@@ -128,6 +128,13 @@ class ProcessHandle(ABC):
     async def wait(self) -> int:
         """Wait for the node itself (the tree's root) to exit; returns its exit status."""
 
+    def detach(self) -> bool:
+        """Leave the node running for the next keeper (a hand-over, decision 063): stop
+        reading its output once everything sent so far is in ``stdout``/``stderr``, which
+        then end. Blocking. False where the node cannot outlive this keeper (a direct
+        child dies with it): the caller stops it instead."""
+        return False
+
     @abstractmethod
     def identity(self) -> dict[str, Any]:
         """A JSON-able record that lets a later keeper find this tree again.
@@ -135,6 +142,11 @@ class ProcessHandle(ABC):
         Written to the keeper's state directory while the node runs, so that a keeper
         restarted after being killed can remove a tree its predecessor left behind
         (see :meth:`Platform.kill_leftover`)."""
+
+
+class AdoptionRefused(Exception):
+    """A node left running by a previous keeper that this keeper cannot take over; the
+    message says why (the caller restarts the node and says so)."""
 
 
 class SubprocessHandle(ProcessHandle):
@@ -194,6 +206,12 @@ class Platform(ABC):
     def release(self, handle: ProcessHandle) -> None:
         """Free what ``start`` set up for this tree (cgroup directory, Job Object handle)
         after the node has exited and been waited for. Idempotent."""
+
+    async def adopt(self, identity: Mapping[str, Any]) -> ProcessHandle:
+        """Take over the node a previous keeper handed over (or left when it died), as
+        described by its :meth:`ProcessHandle.identity`: only a node under a node shim,
+        and only the same process (pid and start time). Raises AdoptionRefused."""
+        raise AdoptionRefused(f"the {self.name} platform cannot take over a running node")
 
     @abstractmethod
     def kill_leftover(self, identity: Mapping[str, Any]) -> int:

@@ -11,22 +11,28 @@
   (docs/decisions/012-resource-limits-and-memory.md).
 - The node dies with the keeper: PR_SET_PDEATHSIG(SIGKILL) in the child, and a keeper that
   restarts after being killed removes whatever its predecessor left (``kill_leftover``).
+  Under the launcher (``ShimOptions``) the node is the child of a node shim instead and
+  dies with the shim, so that a keeper hand-over leaves it running and the next keeper
+  takes it over (``adopt``; docs/decisions/063-node-shim-owns-the-node-across-handovers.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from nodekeeper.nodeshim import protocol as shim_protocol
 from nodekeeper.nodeshim.childsetup import child_setup
 from nodekeeper.platform import cgroup
 from nodekeeper.platform.base import (
@@ -36,6 +42,7 @@ from nodekeeper.platform.base import (
     MECH_NONE,
     MECH_RLIMIT_AS,
     MECH_SCHED_AFFINITY,
+    AdoptionRefused,
     LaunchSpec,
     LimitReport,
     Platform,
@@ -44,6 +51,7 @@ from nodekeeper.platform.base import (
     SubprocessHandle,
     Usage,
 )
+from nodekeeper.platform.shim_client import Attachment, ShimError, attach, start_shim
 
 NICE_BELOW_NORMAL = 10
 CPU_PERIOD_USEC = 100_000
@@ -76,12 +84,73 @@ class PosixHandle(SubprocessHandle):
         }
 
 
+@dataclass(frozen=True)
+class ShimOptions:
+    """Start each node under a node shim (decision 063): the keeper runs under the launcher,
+    so the node may outlive a hand-over. ``anchor_pid`` is the launcher: the node never
+    outlives it."""
+
+    anchor_pid: int
+    state_dir: Path  # the shims' start specs (removed once read) and their log
+    stop_timeout: float  # the shim's graceful stop when the launcher is gone
+
+
+class ShimmedHandle(PosixHandle):
+    """A node that is the child of a node shim: its output and exit come through the
+    shim; signals, the cgroup and the tree walk work on it as on a direct child."""
+
+    def __init__(
+        self,
+        attachment: Attachment,
+        create_time: float,
+        group: Path | None,
+        limits: LimitReport,
+    ) -> None:
+        # Not SubprocessHandle.__init__: there is no asyncio subprocess here.
+        self.attachment = attachment
+        self.pid = attachment.node_pid
+        self.stdout = attachment.stdout
+        self.stderr = attachment.stderr
+        self.limits = limits
+        self.create_time = create_time
+        self.cgroup = group
+        self.seen: dict[int, float] = {}
+
+    @property
+    def returncode(self) -> int | None:
+        return self.attachment.returncode
+
+    async def wait(self) -> int:
+        return await self.attachment.wait()
+
+    def detach(self) -> bool:
+        if not self.attachment.detach():
+            return False
+        self.attachment.end_output()
+        return True
+
+    def identity(self) -> dict[str, Any]:
+        record = super().identity()
+        record["limits"] = self.limits.as_dict()
+        record["shim"] = {
+            "pid": self.attachment.shim_pid,
+            "address": self.attachment.address,
+            "authkey_hex": self.attachment.authkey_hex,
+            "node_start": self.attachment.node_start,
+        }
+        return record
+
+
+_spec_numbers = itertools.count()
+
+
 class PosixPlatform(Platform):
     name = "posix"
     graceful_signal_name = "SIGTERM"
 
-    def __init__(self) -> None:
+    def __init__(self, shim: ShimOptions | None = None) -> None:
         self._swept = False
+        self.shim = shim
 
     def describe_limits(self, limits: ResourceLimits) -> LimitReport:
         return self._report(limits, cgroup.plan(_wanted(limits)))
@@ -106,12 +175,28 @@ class PosixPlatform(Platform):
             if report.cpu_rate == MECH_CGROUP_CPU and limits.cpu_rate_percent:
                 quota = max(1000, int(CPU_PERIOD_USEC * limits.cpu_rate_percent / 100))
                 cgroup.write(group, "cpu.max", f"{quota} {CPU_PERIOD_USEC}")
+        rlimit_as = limits.memory_hard_bytes if report.memory_hard == MECH_RLIMIT_AS else None
+        nice = NICE_BELOW_NORMAL if limits.below_normal_priority else None
+        procs_file = str(group / "cgroup.procs") if group else None
+        if self.shim is not None:
+            setup = shim_protocol.ChildSetup(
+                procs_file=procs_file,
+                rlimit_as=rlimit_as,
+                cores=list(limits.cpu_cores) if limits.cpu_cores is not None else None,
+                nice=nice,
+            )
+            try:
+                return await self._start_under_shim(spec, setup, group, report)
+            except BaseException:
+                if group is not None:
+                    cgroup.remove(group)
+                raise
         preexec = child_setup(
             parent_pid=os.getpid(),
-            procs_file=str(group / "cgroup.procs") if group else None,
-            rlimit_as=limits.memory_hard_bytes if report.memory_hard == MECH_RLIMIT_AS else None,
+            procs_file=procs_file,
+            rlimit_as=rlimit_as,
             cores=limits.cpu_cores,
-            nice=NICE_BELOW_NORMAL if limits.below_normal_priority else None,
+            nice=nice,
         )
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -134,6 +219,63 @@ class PosixPlatform(Platform):
         except psutil.Error:
             create_time = 0.0  # exited already; the handle still reports its exit
         return PosixHandle(proc, create_time, group, report)
+
+    async def _start_under_shim(
+        self,
+        spec: LaunchSpec,
+        setup: shim_protocol.ChildSetup,
+        group: Path | None,
+        report: LimitReport,
+    ) -> ShimmedHandle:
+        options = self.shim
+        assert options is not None
+        shim_spec = shim_protocol.ShimSpec(
+            argv=list(spec.argv),
+            env=dict(spec.env),
+            cwd=str(spec.cwd) if spec.cwd is not None else None,
+            address=shim_protocol.new_address(spec.name),
+            authkey_hex=os.urandom(32).hex(),
+            anchor_pid=options.anchor_pid,
+            stop_timeout=options.stop_timeout,
+            log_path=str(options.state_dir / "node-shim.log"),
+            child=setup,
+        )
+        options.state_dir.mkdir(parents=True, exist_ok=True)
+        spec_path = options.state_dir / f"node-shim-{os.getpid()}-{next(_spec_numbers)}.json"
+        started = await asyncio.to_thread(start_shim, shim_spec, spec_path)
+        attachment = await attach(started.address, started.authkey_hex, STREAM_LIMIT)
+        try:
+            create_time = psutil.Process(attachment.node_pid).create_time()
+        except psutil.Error:
+            create_time = 0.0  # exited already; the shim still reports its exit
+        return ShimmedHandle(attachment, create_time, group, report)
+
+    async def adopt(self, identity: Mapping[str, Any]) -> ProcessHandle:
+        shim = identity.get("shim")
+        if identity.get("platform") != "posix" or not isinstance(shim, Mapping):
+            raise AdoptionRefused("the node was not started under a node shim")
+        try:
+            attachment = await attach(str(shim["address"]), str(shim["authkey_hex"]), STREAM_LIMIT)
+        except (ShimError, KeyError) as exc:
+            raise AdoptionRefused(str(exc)) from None
+        recorded = (int(identity.get("pid", 0)), int(shim.get("node_start", -1)))
+        if (attachment.node_pid, attachment.node_start) != recorded:
+            attachment.close()
+            raise AdoptionRefused(
+                f"the shim runs pid {attachment.node_pid} (started at tick "
+                f"{attachment.node_start}), the record says pid {recorded[0]} (tick {recorded[1]})"
+            )
+        group_path = identity.get("cgroup")
+        group = Path(group_path) if group_path and Path(group_path).is_dir() else None
+        limits = identity.get("limits") or {}
+        report = LimitReport(
+            memory_hard=limits.get("memory_hard", MECH_NONE),
+            cpu_rate=limits.get("cpu_rate", MECH_NONE),
+            affinity=limits.get("affinity", MECH_NONE),
+            priority=limits.get("priority", MECH_NONE),
+            notes=tuple(limits.get("notes", ())),
+        )
+        return ShimmedHandle(attachment, float(identity.get("create_time", 0.0)), group, report)
 
     def request_stop(self, handle: ProcessHandle) -> bool:
         # The whole group, like a terminal's Ctrl-C and systemd's default KillMode: helpers
@@ -196,7 +338,7 @@ class PosixPlatform(Platform):
     def kill_leftover(self, identity: Mapping[str, Any]) -> int:
         if identity.get("platform") != "posix":
             return 0
-        killed = 0
+        killed = _kill_shim(identity.get("shim"))
         pid = int(identity.get("pid", 0))
         created = float(identity.get("create_time", 0.0))
         group_path = identity.get("cgroup")
@@ -264,6 +406,21 @@ def _wanted(limits: ResourceLimits) -> set[str]:
     if limits.cpu_rate_percent is not None:
         wanted.add("cpu")
     return wanted
+
+
+def _kill_shim(shim: Any) -> int:
+    """The node shim of a recorded tree, if it still runs (its node dies with it). Checked
+    by its command line, so a reused pid is never hit."""
+    if not isinstance(shim, Mapping):
+        return 0
+    try:
+        proc = psutil.Process(int(shim.get("pid", 0)))
+        if "nodekeeper.nodeshim" not in proc.cmdline():
+            return 0
+        proc.kill()
+        return 1
+    except (psutil.Error, ValueError):
+        return 0
 
 
 def _descendants(pid: int) -> dict[int, float]:

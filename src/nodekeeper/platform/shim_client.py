@@ -132,13 +132,26 @@ def _connect(address: str, authkey_hex: str, timeout: float) -> tuple[Connection
     return result[0]  # type: ignore[no-any-return]
 
 
+async def attach(address: str, authkey_hex: str, limit: int) -> Attachment:
+    """Attach to the shim at ``address`` (connect, key challenge, hello) without blocking
+    the event loop; ShimError if it cannot be done within CONNECT_TIMEOUT."""
+    conn, hello = await asyncio.to_thread(_connect, address, authkey_hex, CONNECT_TIMEOUT)
+    try:
+        return Attachment(conn, hello, address, authkey_hex, limit)
+    except ShimError:
+        conn.close()
+        raise
+
+
 class Attachment:
     """One keeper's connection to a shim: the node's output as asyncio streams, its exit,
-    and ``detach`` for a hand-over. Create it on the event loop's thread."""
+    and ``detach`` for a hand-over. Made by :func:`attach`, on the event loop's thread."""
 
-    def __init__(self, address: str, authkey_hex: str, limit: int) -> None:
+    def __init__(
+        self, conn: Connection, hello: Any, address: str, authkey_hex: str, limit: int
+    ) -> None:
         self.loop = asyncio.get_running_loop()
-        self.conn, hello = _connect(address, authkey_hex, CONNECT_TIMEOUT)
+        self.conn = conn
         if not isinstance(hello, dict) or hello.get("ev") != protocol.HELLO:
             raise ShimError(f"the node shim answered {hello!r} instead of hello")
         if hello.get("format") != protocol.FORMAT:
@@ -170,14 +183,16 @@ class Attachment:
                 if kind == protocol.LINES:
                     stream = self.stdout if message["stream"] == "stdout" else self.stderr
                     data = b"".join(message["lines"])
-                    self.loop.call_soon_threadsafe(stream.feed_data, data)
+                    if not self._to_loop(stream.feed_data, data):
+                        return
                 elif kind == protocol.DROPPED:
                     self.dropped += int(message["count"])
                     note = (
                         f"[nodekeeper: {message['count']} lines of the node's output were "
                         "dropped while no keeper was attached]\n"
                     ).encode()
-                    self.loop.call_soon_threadsafe(self.stderr.feed_data, note)
+                    if not self._to_loop(self.stderr.feed_data, note):
+                        return
                 elif kind == protocol.EXIT:
                     code = int(message["code"])
                     break
@@ -191,8 +206,16 @@ class Attachment:
         finally:
             with contextlib.suppress(OSError):
                 self.conn.close()
-            with contextlib.suppress(RuntimeError):  # the loop may be closed already
-                self.loop.call_soon_threadsafe(self._ended, code)
+            self._to_loop(self._ended, code)
+
+    def _to_loop(self, callback: Any, *args: Any) -> bool:
+        """Run ``callback`` on the loop; False once the loop is closed (the keeper is
+        ending: this thread ends too, and the shim keeps the rest for the next one)."""
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            return False
+        return True
 
     def _ended(self, code: int | None) -> None:
         if code is not None:  # an exit; after a detach the node still runs: no EOF
@@ -218,6 +241,12 @@ class Attachment:
             return False
         self._thread.join(timeout)
         return True
+
+    def end_output(self) -> None:
+        """After a detach: end both streams, behind every line already handed to the loop
+        (thread-safe)."""
+        for stream in (self.stdout, self.stderr):
+            self.loop.call_soon_threadsafe(stream.feed_eof)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
