@@ -5,6 +5,7 @@ are the ones the loop asked its clock for, exactly (u = 0.5: no jitter)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -62,3 +63,24 @@ async def test_checks_send_if_none_match_and_honour_retry_after(rig: Rig) -> Non
     # The interval after each good check; after the 503, Retry-After × (1 + 0.1 × 0.5).
     assert rig.clock.waits == pytest.approx([0.0, 1.0, 1.0, 3.15, 1.0])
     assert rig.node.running_version() == "1.0.0" and rig.cycle.checks == 3
+
+
+async def test_a_plan_waits_while_the_other_loop_carries_one_out(rig: Rig) -> None:
+    """The keeper's own loop and the node's share one lock (decision 063): while the
+    keeper's holds it (on its way to a hand-over), the node's decided update waits, and
+    goes ahead once it is free."""
+    await rig.install_first()
+    rig.release("1.0.1")
+    lock = rig.cycle.update_lock
+    await lock.acquire()  # the keeper's own update, in progress
+    cycle = asyncio.create_task(rig.cycles(1))
+    for _ in range(1000):  # until the loop has decided and reached the lock
+        if rig.cycle.updating == "1.0.1":
+            break
+        await asyncio.sleep(0.01)
+    assert rig.cycle.updating == "1.0.1", rig.describe()
+    assert not cycle.done()
+    assert rig.journal()["current"] == "1.0.0" and rig.node.running_version() == "1.0.0"
+    lock.release()
+    await cycle
+    assert rig.node.running_version() == "1.0.1", rig.describe()

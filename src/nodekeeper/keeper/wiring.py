@@ -201,6 +201,7 @@ def _build_updating(
         settings.check,
         settings.self_update,
         shutdown=supervisor.request_handover,
+        update_lock=cycle.update_lock,  # one plan at a time: the node's or the keeper's
         reports=reporter,
         errors=errors,
     )

@@ -268,14 +268,16 @@ def keeper_update_cycle(
     reports: Any = None,
     errors: Any = None,
     link: LauncherLink | None = None,
+    update_lock: asyncio.Lock | None = None,
 ) -> UpdateCycle | None:
     """The keeper's own check loop from typed settings, or None when this keeper was not
     started by nodekeeper-launcher (it cannot hand over, so it must not try).
 
     ``check`` is the node's cycle settings (same control plane, schedule and identity);
-    ``shutdown`` stops the keeper after the hand-over (``Supervisor.request_shutdown``:
-    the node stops gracefully first). Start ``cycle.run()`` beside the node's cycle and
-    add ``cycle.snapshot()`` to the status as ``self_update``.
+    ``shutdown`` ends the keeper after the hand-over (``Supervisor.request_handover``:
+    the node stays for the next keeper where it can). ``update_lock`` is the node's
+    cycle's, so that the two never run a plan at once. Start ``cycle.run()`` beside the
+    node's cycle and add ``cycle.snapshot()`` to the status as ``self_update``.
     """
     link = link if link is not None else handover.launcher_link()
     if link is None:
@@ -292,4 +294,5 @@ def keeper_update_cycle(
         client_factory=lambda: make_client(download),
         label="keeper update",
         says_shared_problems=False,  # the node's loop checks the same control plane
+        update_lock=update_lock,
     )

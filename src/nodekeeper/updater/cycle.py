@@ -187,8 +187,14 @@ class UpdateCycle:
         clock: Clock = SYSTEM_CLOCK,
         label: str = "update",
         says_shared_problems: bool = True,
+        update_lock: asyncio.Lock | None = None,
     ) -> None:
         self.settings = settings
+        # Held while a plan is carried out. The keeper's loop and the node's share one,
+        # so the keeper never hands over while the node's update is between download
+        # and commit, and the node's never starts while the keeper is on its way out
+        # (docs/decisions/063-node-shim-owns-the-node-across-handovers.md).
+        self.update_lock = update_lock if update_lock is not None else asyncio.Lock()
         self.runner = runner
         self.node = node  # None: updates do not wait for the node's setup
         self.label = label
@@ -221,7 +227,8 @@ class UpdateCycle:
         """Until cancelled or handed over: finish recovery, then check, decide, update,
         repeat."""
         try:
-            await self.runner.finish_recovery()
+            async with self.update_lock:  # may finish an update in flight
+                await self.runner.finish_recovery()
         except Exception:
             log.exception("update recovery failed; the next cycle tries again")
         delay = first_check_delay(self.settings, self.runner.state.current is not None, self.rand())
@@ -391,7 +398,16 @@ class UpdateCycle:
         )
         self.updating = decision.version
         self._answer()
-        if await runner.run(decision) == HANDED_OVER:
+        await self.update_lock.acquire()
+        outcome = None
+        try:
+            outcome = await runner.run(decision)
+        finally:
+            # After a hand-over the lock stays taken: this keeper is on its way out, and
+            # no update of the node may start under it (the next keeper decides again).
+            if outcome != HANDED_OVER:
+                self.update_lock.release()
+        if outcome == HANDED_OVER:
             self.handed_over = True
 
     def _decided(self, summary: dict[str, Any]) -> None:
