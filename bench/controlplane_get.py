@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import re
 import shutil
 import statistics
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.server.controlplane import ControlPlane  # noqa: E402
+from tests.server.releases import release_zip  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
 NGINX_CONF = """
@@ -106,7 +106,9 @@ def publish_realistic(cp: ControlPlane, work: Path) -> None:
             files = {}
             for platform in ("linux_amd64", "linux_arm64", "windows_amd64"):
                 path = work / f"{process}_{version}_{platform}.zip"
-                path.write_bytes(os.urandom(4096))
+                # A real release zip: the control plane refuses anything else (issue 9).
+                release_zip(path, version, process=process, padding=4096)
+                path.chmod(0o644)
                 files[platform] = str(path)
             client.publish(process, version, files)
         client.request(

@@ -3,8 +3,8 @@
     .venv/bin/python bench/selfupdate_downtime.py [--updates 3] [--baseline-rounds 3]
 
 What a user runs: the launcher, a keeper configured for updates (`[update]` pointing at a
-real control plane) supervising the reference storage node, and keeper releases
-published and made the minimum through the control plane, one after another
+real control plane) running the reference storage node it installed from that control
+plane, and keeper releases published and made the minimum there, one after another
 (1.0.0 -> 1.1.0 -> ...). Each self-update goes the whole way: check, download, verify,
 preflight, hand-over, the launcher's probation, commit.
 
@@ -47,6 +47,7 @@ from nodekeeper.launcher.decide import State  # noqa: E402
 from nodekeeper.launcher.health import status_answers  # noqa: E402
 from nodekeeper.server.client import AdminClient  # noqa: E402
 from nodekeeper.version.platforms import this_platform  # noqa: E402
+from storagenode.release import build_artifact  # noqa: E402
 
 SAMPLE_SECONDS = 0.005
 
@@ -125,6 +126,8 @@ def main() -> int:
         settings = fast_settings(
             root,
             ["storagenode", "run", "--config-dir", "{config_dir}"],
+            # With [update] the node runs the installed release (first installed from the
+            # control plane below), with these arguments.
             node={"config_dir": str(node.config_dir)},
             probe={"kind": "http", "url": f"{control}/pulse", "start_grace_seconds": 20.0},
             stop={"timeout_seconds": 10.0, "shutdown_url": f"{control}/shutdown"},
@@ -152,11 +155,13 @@ def main() -> int:
             site.set_state(State(current=versions[0]))
             admin = AdminClient(cp.url, TOKEN)
             admin.publish("nodekeeper", versions[0], {platform: str(zips[versions[0]])})
+            node_zip = build_artifact("1.0.0", root / "node-releases")
+            admin.publish("storagenode", "1.0.0", {platform: str(node_zip)})  # the minimum
 
             launcher = LauncherProcess(site, probation=PROBATION)
             try:
                 launcher.wait_running(versions[0], timeout=60)
-                wait_for(lambda: node_serves(node.port), 30, "the node serving")
+                wait_for(lambda: node_serves(node.port), 60, "the node installed and serving")
                 node_gaps = Gaps(lambda: node_serves(node.port))
                 keeper_gaps = Gaps(lambda: status_answers("127.0.0.1", status_port, 0.5))
                 node_pids = set()

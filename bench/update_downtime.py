@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from tests.nodes import setup_node  # noqa: E402
 from tests.updater.lab import Lab  # noqa: E402
 
-from nodekeeper.updater.machine import install_manifest  # noqa: E402
+from nodekeeper.updater.installs import install_manifest  # noqa: E402
 from nodekeeper.version.manifest import run_argv  # noqa: E402
 
 

@@ -5,6 +5,7 @@ its node stopped gracefully by the node shim. Nothing is left running in any cas
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -107,3 +108,63 @@ def test_a_launcher_killed_outright_has_its_node_stopped_by_the_shim(
     ]
     psutil.wait_procs(shims, timeout=10)
     assert not any(s.is_running() for s in shims)
+
+
+def test_a_keeper_release_that_exits_at_start_falls_back_without_touching_the_node(
+    site: Site, launchers: Start
+) -> None:
+    site.release("good", "1.0.0")
+    bad = site.release("exit_at_start", "1.1.0")
+    site.set_state(State(current="1.0.0"))
+    launcher = launchers(site)
+    node = running_node(site, launcher)
+    assert launcher.hand_over(bad, "1.1.0") == {"ok": True}
+    wait_for(lambda: "1.1.0" in site.state().failed, 30, lambda: f"the fallback\n{launcher.log}")
+    keeper_log = site.data_dir / "logs" / "keeper.log"
+    wait_for(
+        lambda: keeper_log.read_text().count(f"took over the running node: pid {node}") == 1,
+        30,
+        "keeper 1.0.0 taking the node over again",
+    )
+    launcher.wait_running("1.0.0")
+    assert site.node_starts() == [node] and alive(node)
+    assert not [e for e in events(site) if e.startswith("stop ")]
+
+
+@pytest.mark.parametrize("how", ["keeper killed", "service stopped"])
+def test_mid_hand_over(site: Site, launchers: Start, how: str) -> None:
+    """Right after the keeper asked to hand over: a keeper killed outright leaves the node
+    to whichever keeper runs next; a service stop stops the node gracefully, whoever holds
+    it at that instant (a keeper, or only its shim), and leaves nothing running."""
+    site.release("good", "1.0.0")
+    new = site.release("good", "1.1.0")
+    site.set_state(State(current="1.0.0"))
+    launcher = launchers(site)
+    node = running_node(site, launcher)
+    shims = shims_of(site)
+    keeper = launcher.keeper()
+    assert keeper is not None
+    assert launcher.hand_over(new, "1.1.0") == {"ok": True}
+    if how == "keeper killed":
+        with_suppressed_exit(keeper)
+        keeper_log = site.data_dir / "logs" / "keeper.log"
+        wait_for(
+            lambda: f"took over the running node: pid {node}" in keeper_log.read_text(),
+            30,
+            lambda: f"the next keeper taking the node over\n{launcher.log}",
+        )
+        assert site.node_starts() == [node] and alive(node)
+        return
+    assert launcher.stop() == 0
+    wait_for(lambda: not alive(node), 20, "the node stopped")
+    assert [e.split()[:3] for e in events(site) if e.startswith("stop ")] == [
+        ["stop", str(node), "sigterm"]
+    ]
+    psutil.wait_procs(shims, timeout=10)
+    assert not any(s.is_running() for s in shims)
+
+
+def with_suppressed_exit(keeper: psutil.Process) -> None:
+    """SIGKILL, tolerating a keeper that already exited for the hand-over."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        keeper.send_signal(signal.SIGKILL)

@@ -28,9 +28,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:  # the shim client (multiprocessing.connection, ~1.7 MB) is loaded only
+    # by a keeper under the launcher: the idle keeper's memory target counts every import.
+    from nodekeeper.platform.shim_client import Attachment
 
 from nodekeeper.nodeshim import protocol as shim_protocol
 from nodekeeper.nodeshim.childsetup import child_setup
@@ -51,7 +55,6 @@ from nodekeeper.platform.base import (
     SubprocessHandle,
     Usage,
 )
-from nodekeeper.platform.shim_client import Attachment, ShimError, attach, start_shim
 
 NICE_BELOW_NORMAL = 10
 CPU_PERIOD_USEC = 100_000
@@ -227,6 +230,8 @@ class PosixPlatform(Platform):
         group: Path | None,
         report: LimitReport,
     ) -> ShimmedHandle:
+        from nodekeeper.platform.shim_client import attach, start_shim
+
         options = self.shim
         assert options is not None
         shim_spec = shim_protocol.ShimSpec(
@@ -254,6 +259,8 @@ class PosixPlatform(Platform):
         shim = identity.get("shim")
         if identity.get("platform") != "posix" or not isinstance(shim, Mapping):
             raise AdoptionRefused("the node was not started under a node shim")
+        from nodekeeper.platform.shim_client import ShimError, attach
+
         try:
             attachment = await attach(str(shim["address"]), str(shim["authkey_hex"]), STREAM_LIMIT)
         except (ShimError, KeyError) as exc:
