@@ -32,7 +32,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.server.controlplane import ControlPlane  # noqa: E402
+from tests.server.controlplane import ControlPlaneProcess  # noqa: E402
 from tests.server.releases import release_zip  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
@@ -96,7 +96,7 @@ def hey_p99(url: str, duration: int) -> tuple[float, float]:
     return p99, rps
 
 
-def publish_realistic(cp: ControlPlane, work: Path) -> None:
+def publish_realistic(cp: ControlPlaneProcess, work: Path) -> None:
     """Two processes, three platforms each, one rollout ramping: a realistic document."""
     from nodekeeper.server.client import AdminClient
 
@@ -130,7 +130,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="nk-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user
-    cp = ControlPlane(work / "cp", ramp_tick=60.0, poll_interval=1.0)
+    # A process of its own, as in production: the bench measures its CPU.
+    cp = ControlPlaneProcess(work / "cp", ramp_tick=60.0, poll_interval=1.0)
     cp.start()
     nginx = None
     try:

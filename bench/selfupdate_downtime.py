@@ -144,6 +144,9 @@ def main() -> int:
                 "first_check": "now",
                 "backoff_initial_seconds": 0.5,
                 "backoff_max_seconds": 2.0,
+                # The node's first install: a short probation, or the keeper's own first
+                # update would wait a minute for it (one update at a time, decision 063).
+                "probation_seconds": 1.0,
             }
             config = root / "keeper.toml"
             config.write_bytes(tomli_w.dumps(settings).encode())
@@ -200,6 +203,10 @@ def main() -> int:
             f"{keeper_gap * 1000:.0f} ms; minimum set to commit {took:.1f} s"
         )
     median_gap = statistics.median(r[2] for r in rows)
+    print(
+        f"longest node gap of all: {max(r[2] for r in rows) * 1000:.0f} ms; keeper status API "
+        f"down median {statistics.median(r[3] for r in rows) * 1000:.0f} ms (its hand-over)"
+    )
     ratio = median_gap / baseline_total
     print(
         f"median node gap {median_gap * 1000:.0f} ms = {ratio:.2f} x the node's own stop+start "
