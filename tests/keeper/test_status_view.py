@@ -153,3 +153,21 @@ def test_a_failure_fixed_by_a_later_commit_is_not_a_problem() -> None:
     data = {"update": update_part(last_failure=failure, last_outcome=failure)}
     [problem] = status_problems(data, NOW)
     assert problem.startswith("last update failed ") and problem.endswith("ago): m")
+
+
+def test_a_node_taken_over_or_restarted_at_keeper_start_is_said(tmp_path: Path) -> None:
+    """Decision 063: a node the keeper took over from its predecessor shows as such; one
+    it could not take over, and restarted, is a problem with the reason."""
+    adopted = {**node_snapshot(tmp_path), "adoption": "adopted"}
+    rows = [" ".join(line.split()) for line in render_status(adopted, now=NOW).splitlines()]
+    assert "taken over from the previous keeper, without a restart" in rows
+    assert not [p for p in status_problems(adopted, NOW) if "restarted" in p]
+    why = "the node shim at 'x' did not answer within 10 s"
+    restarted = {**node_snapshot(tmp_path), "adoption": f"restarted: {why}"}
+    [problem] = [p for p in status_problems(restarted, NOW) if not p.startswith("limits:")]
+    assert problem == (
+        "the node was restarted when this keeper started: it could not take over the "
+        f"running one ({why})"
+    )
+    assert node_snapshot(tmp_path)["adoption"] is None  # nothing to take over: no row
+    assert "taken over" not in render_status(node_snapshot(tmp_path), now=NOW)

@@ -75,6 +75,12 @@ def status_problems(data: dict[str, Any], now: float) -> list[str]:
     fixed = latest.get("outcome") == "committed" and failure and latest["at"] > failure["at"]
     if failure and not fixed:
         problems.append(f"last update failed {_when(failure['at'], now)}: {failure['message']}")
+    adoption = data.get("adoption") or ""
+    if adoption.startswith("restarted"):
+        problems.append(
+            "the node was restarted when this keeper started: it could not take over the "
+            f"running one ({adoption.removeprefix('restarted: ')})"
+        )
     identity = update.get("identity_error") or reports.get("identity_error")
     if identity:
         problems.append(f"node identity: {identity}")
@@ -115,6 +121,8 @@ def status_rows(data: dict[str, Any], now: float | None = None) -> list[tuple[st
     if data.get("consecutive_failures"):
         restarts += f", {data['consecutive_failures']} in a row"
     rows.append(("restarts", restarts + ")"))
+    if data.get("adoption") == "adopted":
+        rows.append(("taken over", "from the previous keeper, without a restart"))
     if data["next_start_in"] is not None:
         rows.append(("next start in", _duration(data["next_start_in"])))
     last = data["last_exit"]
