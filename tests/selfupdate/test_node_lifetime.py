@@ -110,21 +110,27 @@ def test_a_launcher_killed_outright_has_its_node_stopped_by_the_shim(
     assert not any(s.is_running() for s in shims)
 
 
-def test_a_keeper_release_that_exits_at_start_falls_back_without_touching_the_node(
-    site: Site, launchers: Start
+@pytest.mark.parametrize("kind", ["exit_at_start", "silent"])
+def test_a_keeper_release_that_fails_probation_falls_back_without_touching_the_node(
+    site: Site, launchers: Start, kind: str
 ) -> None:
+    """exit_at_start never reaches the node; silent takes it over, never answers its
+    status API, and is stopped by the launcher as a hand-back: it leaves the node to the
+    keeper the launcher falls back to."""
     site.release("good", "1.0.0")
-    bad = site.release("exit_at_start", "1.1.0")
+    bad = site.release(kind, "1.1.0")
     site.set_state(State(current="1.0.0"))
     launcher = launchers(site)
     node = running_node(site, launcher)
     assert launcher.hand_over(bad, "1.1.0") == {"ok": True}
     wait_for(lambda: "1.1.0" in site.state().failed, 30, lambda: f"the fallback\n{launcher.log}")
     keeper_log = site.data_dir / "logs" / "keeper.log"
+    taken_over = f"took over the running node: pid {node}"
+    times = 1 if kind == "exit_at_start" else 2  # by the silent keeper, then by 1.0.0
     wait_for(
-        lambda: keeper_log.read_text().count(f"took over the running node: pid {node}") == 1,
+        lambda: keeper_log.read_text().count(taken_over) == times,
         30,
-        "keeper 1.0.0 taking the node over again",
+        lambda: f"keeper 1.0.0 taking the node over again\n{launcher.log}",
     )
     launcher.wait_running("1.0.0")
     assert site.node_starts() == [node] and alive(node)

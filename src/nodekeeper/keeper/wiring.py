@@ -119,11 +119,12 @@ class Keeper:
         network = _network_abort() if updating is not None else None
 
         def stop() -> None:
-            from nodekeeper.selfupdate.handover import handed_over
+            from nodekeeper.selfupdate.handover import handed_over, handing_back
 
-            # A stop after this keeper asked to hand over completes the hand-over: the
-            # process exits for the launcher, and the node stays for the next keeper.
-            if handed_over() is not None:
+            # A stop after this keeper asked to hand over completes the hand-over, and a
+            # stop the launcher marks as a hand-back (this keeper failed its probation)
+            # is one too: the node stays for the next keeper (decision 063).
+            if handed_over() is not None or handing_back():
                 supervisor.request_handover()
             else:
                 supervisor.request_shutdown()

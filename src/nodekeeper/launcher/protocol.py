@@ -15,7 +15,11 @@ Files, all under ``DATA_DIR/state/launcher/`` and each written whole (temp file,
   the version the keeper wants to hand over to, honoured only together with the exit
   code ``EXIT_SELF_UPDATE``;
 - ``delivered.json`` (keeper): ``{"format": 1, "ids": [...]}``, outcome ids it has turned
-  into reports; the launcher drops those outcomes from ``state.json``.
+  into reports; the launcher drops those outcomes from ``state.json``;
+- ``handback.json`` (launcher): ``{"format": 1, "pid": N}``, written just before it stops
+  keeper N because that keeper failed its probation: the stop is a hand-back, so the
+  keeper leaves the node running for the keeper the launcher falls back to (decision
+  063). Keepers that do not know the file stop the node, as they always did.
 
 Keeper versions are installed in ``DATA_DIR/versions/nodekeeper/<version>/`` (the
 updater's layout), each with its ``nodekeeper-artifact.json``.
@@ -36,6 +40,7 @@ EXIT_SELF_UPDATE = 75
 STATE_FILE = "state.json"
 REQUEST_FILE = "request.json"
 DELIVERED_FILE = "delivered.json"
+HANDBACK_FILE = "handback.json"
 
 # Set by the launcher in the keeper's environment. Their presence is how a keeper knows
 # it runs under a launcher (and may exit to update itself): a keeper started by hand

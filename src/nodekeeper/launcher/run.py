@@ -11,6 +11,7 @@ service's stop from its own thread) and by the keeper's exit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -181,7 +182,12 @@ class Launcher:
     def _fail_probation(self, child: KeeperProcess, launch: Launch, verdict: Verdict) -> None:
         code = child.returncode
         if code is None:
+            # A hand-back: the keeper leaves the node to the one we fall back to, which
+            # takes it over (decision 063). Best effort: without the file it stops the node.
+            with contextlib.suppress(OSError):
+                statefile.write_handback(self.settings.state_dir, child.pid)
             code = child.stop(self.settings.stop_timeout_seconds)
+            statefile.remove_handback(self.settings.state_dir)
             detail = (
                 f"its status API did not answer within "
                 f"{self.settings.probation_seconds:g} s; stopped (exit code {code})"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .decide import Outcome, Pending, State
-from .protocol import DELIVERED_FILE, FORMAT, REQUEST_FILE, STATE_FILE
+from .protocol import DELIVERED_FILE, FORMAT, HANDBACK_FILE, REQUEST_FILE, STATE_FILE
 
 
 class StateFileError(ValueError):
@@ -201,6 +201,25 @@ def write_request(directory: Path, version: str, at: float) -> None:
 def remove_request(directory: Path) -> None:
     with contextlib.suppress(OSError):
         (directory / REQUEST_FILE).unlink(missing_ok=True)
+
+
+def write_handback(directory: Path, pid: int) -> None:
+    write_json_atomic(directory / HANDBACK_FILE, {"format": FORMAT, "pid": pid})
+
+
+def read_handback(directory: Path) -> int | None:
+    """The pid of the keeper being stopped as a hand-back, if any."""
+    try:
+        raw = read_json(directory / HANDBACK_FILE)
+    except (StateFileError, OSError):
+        return None
+    pid = raw.get("pid") if isinstance(raw, dict) else None
+    return pid if isinstance(pid, int) else None
+
+
+def remove_handback(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        (directory / HANDBACK_FILE).unlink(missing_ok=True)
 
 
 def read_delivered(directory: Path) -> frozenset[str]:

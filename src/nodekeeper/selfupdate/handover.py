@@ -155,6 +155,13 @@ def handed_over() -> str | None:
     return _handed_over
 
 
+def handing_back(link: LauncherLink | None = None) -> bool:
+    """Whether the launcher is stopping this keeper as a hand-back (it failed its
+    probation): then the node stays for the keeper the launcher falls back to."""
+    link = link if link is not None else launcher_link()
+    return link is not None and statefile.read_handback(link.state_dir) == os.getpid()
+
+
 def exit_code(keeper_code: int) -> int:
     """The exit code for the process: EXIT_SELF_UPDATE after a hand-over the keeper
     completed cleanly (it stopped its node), else the keeper's own."""
