@@ -41,6 +41,9 @@ ORPHAN_SECONDS = 300.0
 # After the node exited, how long its output may take to reach EOF (a descendant that
 # inherited the pipe could hold it open forever).
 DRAIN_SECONDS = 1.0
+# After stopping the node itself, how long the shim waits to deliver its exit to a keeper
+# that is still attached before it leaves anyway.
+DELIVER_SECONDS = 2.0
 
 
 @dataclass
@@ -154,6 +157,9 @@ class Shim:
                 self.say(f"the node did not stop in {self.spec.stop_timeout:g} s: killing it")
                 _kill_group(proc)
                 proc.wait()
+            # A keeper still attached gets the node's last lines and its exit before the
+            # shim leaves (the sender sets ``done`` once it delivered them).
+            self.done.wait(DRAIN_SECONDS + DELIVER_SECONDS)
         self.done.set()
 
     def _watch_anchor(self) -> None:
