@@ -17,11 +17,21 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+# Ports this process has handed out: the kernel may give the port it just freed to the
+# very next bind(0), and two calls in a row then returned the same port (a node set up with
+# --listen and --control-listen equal, seen once in a full run).
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now, never one this process handed out before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
