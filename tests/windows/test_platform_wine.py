@@ -175,3 +175,18 @@ def test_kill_leftover_kills_only_the_recorded_tree(wine: WineRuntime) -> None:
     assert seen["killed"] == 2
     assert seen["survivors"] == []
     assert seen["killed_again"] == 0
+
+
+def test_node_shim_relays_over_a_named_pipe_and_delivers_the_exit(wine: WineRuntime) -> None:
+    """Decision 063 on Windows: the shim's transport (a named pipe) and relay."""
+    seen = scenario(wine, "shim_relay")
+    assert seen["address"].startswith("\\\\.\\pipe\\nodekeeper-shim-")
+    assert seen["lines"] == 500 and seen["in_order"], seen
+    assert seen["code"] == 3
+    assert seen["shim_left"] and seen["spec_removed"]
+
+
+def test_node_shim_ends_the_node_when_its_anchor_ends(wine: WineRuntime) -> None:
+    seen = scenario(wine, "shim_anchor")
+    assert seen["first"] == "alive"
+    assert seen["code"] != 0 and seen["left"] == [], seen  # killed: no console to signal yet

@@ -11,6 +11,7 @@ Cleanup is in `finally` blocks: a failed scenario must not leave processes in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -290,6 +291,72 @@ async def kill_leftover() -> dict[str, Any]:
         platform.release(handle)
 
 
+def _shim_spec(argv: list[str], anchor: int, tag: str) -> Any:
+    import tempfile
+
+    from nodekeeper.nodeshim import protocol
+
+    work = tempfile.mkdtemp(prefix="shim-")
+    return protocol.ShimSpec(
+        argv=argv,
+        env=dict(os.environ),
+        cwd=work,
+        address=protocol.new_address(tag),
+        authkey_hex=os.urandom(16).hex(),
+        anchor_pid=anchor,
+        stop_timeout=1.0,
+        log_path=os.path.join(work, "shim.log"),
+    ), work
+
+
+async def shim_relay() -> dict[str, Any]:
+    """The node shim on Windows (decision 063): started detached, the node's lines come
+    over a named pipe in order, then its exit code; the shim leaves after delivering it."""
+    from pathlib import Path
+
+    from nodekeeper.platform.shim_client import attach, start_shim
+
+    code = "import sys\nfor n in range(500): print(f'line {n}', flush=True)\nsys.exit(3)"
+    spec, work = _shim_spec([sys.executable, "-c", code], os.getpid(), "relay")
+    started = start_shim(spec, Path(work) / "spec.json")
+    a = await attach(started.address, started.authkey_hex, 1 << 20)
+    lines = []
+    while raw := await asyncio.wait_for(a.stdout.readline(), 30):
+        lines.append(raw.decode().strip())
+    exit_code = await a.wait()
+    left = await until_dead([started.shim_pid], 10)
+    return {"address": spec.address, "lines": len(lines), "first": lines[:1],
+            "last": lines[-1:], "in_order": lines == [f"line {n}" for n in range(500)],
+            "code": exit_code, "shim_left": not left,
+            "spec_removed": not os.path.exists(os.path.join(work, "spec.json"))}  # fmt: skip
+
+
+async def shim_anchor() -> dict[str, Any]:
+    """When the anchor (the launcher) ends, the shim ends the node (on Windows, for now,
+    by killing it after the stop timeout: no console for CTRL_BREAK yet) and leaves."""
+    from pathlib import Path
+
+    from nodekeeper.platform.shim_client import attach, start_shim
+
+    launcher = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    loop = "import time\nwhile True: print('alive', flush=True); time.sleep(0.05)"
+    spec, work = _shim_spec([sys.executable, "-c", loop], launcher.pid, "anchor")
+    started = start_shim(spec, Path(work) / "spec.json")
+    try:
+        a = await attach(started.address, started.authkey_hex, 1 << 20)
+        first = (await asyncio.wait_for(a.stdout.readline(), 30)).decode().strip()
+        launcher.kill()
+        code = await asyncio.wait_for(a.wait(), 30)
+        left = await until_dead([started.node_pid, started.shim_pid], 10)
+        return {"first": first, "code": code, "left": left}
+    finally:
+        launcher.kill()
+        for pid in (started.node_pid, started.shim_pid):
+            with contextlib.suppress(Exception):
+                handle = win32api.OpenProcess(win32con.PROCESS_TERMINATE, False, pid)
+                win32api.TerminateProcess(handle, 1)
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "runtime": runtime,
     "tree_kill": tree_kill,
@@ -301,6 +368,8 @@ SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "pipes": pipes,
     "start_failure": start_failure,
     "kill_leftover": kill_leftover,
+    "shim_relay": shim_relay,
+    "shim_anchor": shim_anchor,
 }
 
 if __name__ == "__main__":
