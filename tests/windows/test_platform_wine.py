@@ -190,3 +190,11 @@ def test_node_shim_ends_the_node_when_its_anchor_ends(wine: WineRuntime) -> None
     seen = scenario(wine, "shim_anchor")
     assert seen["first"] == "alive"
     assert seen["code"] != 0 and seen["left"] == [], seen  # killed: no console to signal yet
+
+
+def test_a_killed_node_shim_takes_its_node_along(wine: WineRuntime) -> None:
+    seen = scenario(wine, "shim_killed")
+    assert seen["first"] == "alive"
+    assert "no kill-on-close job" not in seen["shim_log"], seen["shim_log"]
+    assert seen["code"] == seen["shim_gone_code"]
+    assert seen["node_left"] == [], seen  # the job's kill-on-close ended it

@@ -12,6 +12,7 @@ keeps running under the next, so it must not depend on anything a release change
 - ``protocol``: what keeper and shim say to each other (a versioned interface);
 - ``relay``: whole lines out of a byte stream, and the bounded backlog (pure);
 - ``childsetup``: what runs in the node between fork and exec (limits, parent death);
+- ``winjob``: on Windows, the kill-on-close job that makes the node die with the shim;
 - ``anchor``: waiting for the launcher's death;
 - ``main``: the program.
 """

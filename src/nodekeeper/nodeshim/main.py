@@ -82,6 +82,14 @@ class Shim:
         # one client that never answers would keep every keeper out. Each connection is
         # challenged in its own thread instead (``_serve``), before anything is read.
         self.listener = Listener(spec.address, protocol.family(spec.address))
+        if os.name == "nt":
+            # The node must die with the shim: a job whose only handle is ours (winjob).
+            from .winjob import hold_kill_on_close_job
+
+            try:
+                self.job = hold_kill_on_close_job()
+            except OSError as exc:
+                self.say(f"no kill-on-close job ({exc}): the node would outlive this shim")
         self.proc = subprocess.Popen(
             spec.argv,
             stdin=subprocess.DEVNULL,

@@ -357,6 +357,36 @@ async def shim_anchor() -> dict[str, Any]:
                 win32api.TerminateProcess(handle, 1)
 
 
+async def shim_killed() -> dict[str, Any]:
+    """A shim ended by TerminateProcess takes its node along: the job it holds closes."""
+    from pathlib import Path
+
+    from nodekeeper.platform.shim_client import SHIM_GONE_CODE, attach, start_shim
+
+    # The node ignores a broken pipe: only the job may end it, not its output closing.
+    loop = (
+        "import time\nwhile True:\n    try: print('alive', flush=True)\n"
+        "    except OSError: pass\n    time.sleep(0.05)"
+    )
+    spec, work = _shim_spec([sys.executable, "-c", loop], os.getpid(), "killed")
+    started = start_shim(spec, Path(work) / "spec.json")
+    try:
+        a = await attach(started.address, started.authkey_hex, 1 << 20)
+        first = (await asyncio.wait_for(a.stdout.readline(), 30)).decode().strip()
+        handle = win32api.OpenProcess(win32con.PROCESS_TERMINATE, False, started.shim_pid)
+        win32api.TerminateProcess(handle, 9)
+        code = await asyncio.wait_for(a.wait(), 30)
+        left = await until_dead([started.node_pid], 10)
+        with open(spec.log_path, encoding="utf-8") as f:
+            shim_log = f.read()
+        return {"first": first, "code": code, "shim_gone_code": SHIM_GONE_CODE,
+                "node_left": left, "shim_log": shim_log}  # fmt: skip
+    finally:
+        with contextlib.suppress(Exception):
+            handle = win32api.OpenProcess(win32con.PROCESS_TERMINATE, False, started.node_pid)
+            win32api.TerminateProcess(handle, 1)
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "runtime": runtime,
     "tree_kill": tree_kill,
@@ -370,6 +400,7 @@ SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "kill_leftover": kill_leftover,
     "shim_relay": shim_relay,
     "shim_anchor": shim_anchor,
+    "shim_killed": shim_killed,
 }
 
 if __name__ == "__main__":
