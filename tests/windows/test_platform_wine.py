@@ -181,6 +181,7 @@ def test_node_shim_relays_over_a_named_pipe_and_delivers_the_exit(wine: WineRunt
     """Decision 063 on Windows: the shim's transport (a named pipe) and relay."""
     seen = scenario(wine, "shim_relay")
     assert seen["address"].startswith("\\\\.\\pipe\\nodekeeper-shim-")
+    assert seen["node_start"] > 0
     assert seen["lines"] == 500 and seen["in_order"], seen
     assert seen["code"] == 3
     assert seen["shim_left"] and seen["spec_removed"]
@@ -189,6 +190,8 @@ def test_node_shim_relays_over_a_named_pipe_and_delivers_the_exit(wine: WineRunt
 def test_node_shim_ends_the_node_when_its_anchor_ends(wine: WineRuntime) -> None:
     seen = scenario(wine, "shim_anchor")
     assert seen["first"] == "alive"
+    # The node's start time, by which a keeper tells it from a reused pid, is Windows' own.
+    assert seen["start_off"] < 1.0, seen
     assert seen["code"] != 0 and seen["left"] == [], seen  # killed: no console to signal yet
 
 

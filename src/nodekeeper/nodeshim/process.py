@@ -26,7 +26,10 @@ def popen_options(child: ChildSetup) -> dict[str, Any]:
 
 def node_start_time(pid: int) -> int:
     """When ``pid`` started, in the OS's own unit (Linux: clock ticks since boot, field 22
-    of /proc/PID/stat); 0 where unknown. Equal values and equal pids: the same process."""
+    of /proc/PID/stat; Windows: the creation FILETIME, 100 ns since 1601); 0 where
+    unknown. Equal values and equal pids: the same process."""
+    if os.name == "nt":
+        return _windows_creation_time(pid)
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -38,3 +41,23 @@ def node_start_time(pid: int) -> int:
         return int(fields[19])  # field 22 overall; fields here start at field 3
     except (IndexError, ValueError):
         return 0
+
+
+def _windows_creation_time(pid: int) -> int:
+    import ctypes
+    from ctypes import wintypes
+
+    query_limited_information = 0x1000
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    kernel32.OpenProcess.restype = wintypes.HANDLE
+    handle = kernel32.OpenProcess(query_limited_information, False, pid)
+    if not handle:
+        return 0
+    try:
+        times = [wintypes.FILETIME() for _ in range(4)]
+        if not kernel32.GetProcessTimes(wintypes.HANDLE(handle), *(ctypes.byref(t) for t in times)):
+            return 0
+        created = times[0]
+        return (created.dwHighDateTime << 32) | created.dwLowDateTime
+    finally:
+        kernel32.CloseHandle(wintypes.HANDLE(handle))

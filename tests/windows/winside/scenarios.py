@@ -326,6 +326,7 @@ async def shim_relay() -> dict[str, Any]:
     exit_code = await a.wait()
     left = await until_dead([started.shim_pid], 10)
     return {"address": spec.address, "lines": len(lines), "first": lines[:1],
+            "node_start": a.node_start,
             "last": lines[-1:], "in_order": lines == [f"line {n}" for n in range(500)],
             "code": exit_code, "shim_left": not left,
             "spec_removed": not os.path.exists(os.path.join(work, "spec.json"))}  # fmt: skip
@@ -345,10 +346,16 @@ async def shim_anchor() -> dict[str, Any]:
     try:
         a = await attach(started.address, started.authkey_hex, 1 << 20)
         first = (await asyncio.wait_for(a.stdout.readline(), 30)).decode().strip()
+        # The node runs until the end: its start time as Windows reports it, against the
+        # shim's (pywin32 gives a datetime, the shim the FILETIME: 100 ns since 1601).
+        node = win32api.OpenProcess(win32con.PROCESS_QUERY_INFORMATION, False, a.node_pid)
+        created = win32process.GetProcessTimes(node)["CreationTime"]
+        filetime = created.timestamp() * 10_000_000 + 116_444_736_000_000_000
+        start_off = abs(a.node_start - filetime) / 10_000_000  # seconds
         launcher.kill()
         code = await asyncio.wait_for(a.wait(), 30)
         left = await until_dead([started.node_pid, started.shim_pid], 10)
-        return {"first": first, "code": code, "left": left}
+        return {"first": first, "code": code, "left": left, "start_off": start_off}
     finally:
         launcher.kill()
         for pid in (started.node_pid, started.shim_pid):
