@@ -224,3 +224,19 @@ def test_a_wrong_key_is_refused(shims: Callable[..., Started]) -> None:
         assert a.node_pid == s.node_pid
 
     asyncio.run(scenario())
+
+
+def test_the_keeper_asks_the_shim_for_the_graceful_stop(shims: Callable[..., Started]) -> None:
+    """The `stop` op: the shim sends the node's graceful signal (on Windows only a process
+    on the node's console can send CTRL_BREAK, so the shim does it everywhere)."""
+    s = shims(counter(0, 0.01))
+
+    async def scenario() -> tuple[tuple[str, ...], list[str], int]:
+        a = await attach(s.address, s.authkey_hex, LIMIT)
+        await read_lines(a.stdout, lambda line: line.startswith("line "))
+        assert a.request_stop()
+        return a.ops, await read_lines(a.stdout, lambda _: False), await a.wait()
+
+    ops, lines, code = asyncio.run(scenario())
+    assert "stop" in ops
+    assert lines[-1] == "stopping" and code == 0

@@ -201,3 +201,18 @@ def test_a_killed_node_shim_takes_its_node_along(wine: WineRuntime) -> None:
     assert "no kill-on-close job" not in seen["shim_log"], seen["shim_log"]
     assert seen["code"] == seen["shim_gone_code"]
     assert seen["node_left"] == [], seen  # the job's kill-on-close ended it
+
+
+def test_node_shim_sends_ctrl_break_on_request_and_never_kills_instead(
+    wine: WineRuntime,
+) -> None:
+    """On Windows the node's handler runs and it exits 0. Wine cannot deliver CTRL_BREAK
+    (test_graceful_stop): there the node must keep running (os.kill would have fallen
+    back to TerminateProcess, exit 1) and the shim's log says the event was not sent."""
+    seen = scenario(wine, "shim_graceful")
+    assert seen["first"] == "alive" and seen["asked"]
+    if seen["wine"]:
+        assert seen["still_running"] is True and seen["last"] == ["alive"], seen
+        assert "CTRL_BREAK could not be sent" in seen["shim_log"], seen["shim_log"]
+    else:
+        assert seen["last"] == ["stopping"] and seen["code"] == 0, seen

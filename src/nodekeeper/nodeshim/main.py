@@ -83,6 +83,7 @@ class Shim:
         # challenged in its own thread instead (``_serve``), before anything is read.
         self.listener = Listener(spec.address, protocol.family(spec.address))
         if os.name == "nt":
+            _ensure_console()
             # The node must die with the shim: a job whose only handle is ours (winjob).
             from .winjob import hold_kill_on_close_job
 
@@ -109,6 +110,7 @@ class Shim:
             "ready": True,
             "node_pid": self.proc.pid,
             "node_start": node_start_time(self.proc.pid),
+            "ops": list(protocol.OPS),
         }
 
     # -- the node ------------------------------------------------------------------------
@@ -158,7 +160,9 @@ class Shim:
         proc = self.proc
         if proc is not None and proc.poll() is None:
             self.say(f"{why}: stopping the node (pid {proc.pid})")
-            _signal_group(proc.pid, signal.SIGTERM if os.name != "nt" else None)
+            failed = _graceful(proc.pid)
+            if failed:
+                self.say(failed)
             try:
                 proc.wait(self.spec.stop_timeout)
             except subprocess.TimeoutExpired:
@@ -216,6 +220,7 @@ class Shim:
             "shim_pid": os.getpid(),
             "node_pid": self.proc.pid,
             "node_start": node_start_time(self.proc.pid),
+            "ops": list(protocol.OPS),
         }
         with session.send_lock:
             try:
@@ -226,7 +231,13 @@ class Shim:
         try:
             while not session.closed:
                 message = conn.recv()
-                if isinstance(message, dict) and message.get("op") == protocol.DETACH:
+                op = message.get("op") if isinstance(message, dict) else None
+                if op == protocol.STOP and self.proc is not None and self.proc.poll() is None:
+                    self.say(f"the keeper asked to stop the node (pid {self.proc.pid})")
+                    failed = _graceful(self.proc.pid)
+                    if failed:
+                        self.say(failed)
+                if op == protocol.DETACH:
                     with session.send_lock:
                         session.closed = True
                         with self.cond:
@@ -293,11 +304,37 @@ class Shim:
                 return
 
 
-def _signal_group(pid: int, signum: int | None) -> None:
-    if signum is None:
-        return  # Windows: the shim there stops the node through its job (not yet)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
+def _graceful(pid: int) -> str | None:
+    """The node's graceful stop signal, to its whole process group: SIGTERM, or on Windows
+    CTRL_BREAK (the node is on the shim's console, see ``_ensure_console``). Returns why
+    it could not be sent, or None.
+
+    Windows: GenerateConsoleCtrlEvent itself, never ``os.kill``, which falls back to
+    TerminateProcess(pid, 1) when the event cannot be sent: a "graceful" stop that kills
+    (seen under Wine, whose console implements only CTRL_C_EVENT)."""
+    if os.name == "nt":
+        import ctypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+        if kernel32.GenerateConsoleCtrlEvent(1, pid):  # CTRL_BREAK_EVENT
+            return None
+        return f"CTRL_BREAK could not be sent (Windows error {ctypes.get_last_error()})"  # type: ignore[attr-defined]
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError as exc:
+        return f"SIGTERM could not be sent: {exc}"
+    return None
+
+
+def _ensure_console() -> None:
+    """Windows: a console for the node to share, so that CTRL_BREAK can reach it. The
+    keeper starts the shim detached (no console); in a service this console is never
+    shown (session 0)."""
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    if not kernel32.GetConsoleWindow():
+        kernel32.AllocConsole()  # fails harmlessly if there is one
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -331,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
             signal.SIGTERM,
             lambda *_: threading.Thread(target=shim.stop_node, args=("SIGTERM",)).start(),
         )
+    else:
+        # The CTRL_BREAK the shim sends its node reaches every process on the console
+        # under Wine, the shim too; it must not end the shim (and the node with its job).
+        signal.signal(signal.SIGBREAK, signal.SIG_IGN)  # type: ignore[attr-defined]
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     shim.done.wait()
     return 0
 

@@ -14,12 +14,17 @@ Keeper → shim:
 - ``{"op": "attach"}``: answered by ``hello``; from then on the shim sends what the
   node writes, oldest first, and its exit;
 - ``{"op": "detach"}``: answered by ``detached``, after which the shim sends nothing more
-  on this connection; what the node writes next waits for the next keeper.
+  on this connection; what the node writes next waits for the next keeper;
+- ``{"op": "stop"}``: the node's graceful stop signal, sent by the shim (SIGTERM to its
+  process group; on Windows CTRL_BREAK, which only a process on the node's console can
+  send). No answer: the exit follows when the node has stopped. A shim whose hello does
+  not list it in ``ops`` predates it.
 
 Shim → keeper:
-- ``{"ev": "hello", "format", "shim_pid", "node_pid", "node_start"}``: ``node_start`` is
-  the node's start time as the OS counts it (Linux: clock ticks since boot from
-  ``/proc/PID/stat``), so a keeper can tell the node from a process with a reused pid;
+- ``{"ev": "hello", "format", "shim_pid", "node_pid", "node_start", "ops"}``:
+  ``node_start`` is the node's start time as the OS counts it (Linux: clock ticks since
+  boot from ``/proc/PID/stat``; Windows: the creation FILETIME), so a keeper can tell the
+  node from a process with a reused pid; ``ops`` lists the ops this shim understands;
 - ``{"ev": "lines", "stream": "stdout"|"stderr", "first_seq", "lines": [bytes, ...]}``:
   whole lines, each ending in ``\\n`` except the last before the stream ended;
 - ``{"ev": "dropped", "count"}``: lines lost while no keeper was attached (the backlog
@@ -52,6 +57,8 @@ LINES_PER_MESSAGE = 256
 
 ATTACH = "attach"
 DETACH = "detach"
+STOP = "stop"
+OPS = (ATTACH, DETACH, STOP)
 HELLO = "hello"
 LINES = "lines"
 DROPPED = "dropped"

@@ -161,6 +161,7 @@ class Attachment:
         self.shim_pid = int(hello["shim_pid"])
         self.node_pid = int(hello["node_pid"])
         self.node_start = int(hello["node_start"])
+        self.ops = tuple(hello.get("ops") or (protocol.ATTACH, protocol.DETACH))
         self.address = address
         self.authkey_hex = authkey_hex
         self.stdout = asyncio.StreamReader(limit=limit, loop=self.loop)
@@ -240,6 +241,18 @@ class Attachment:
         if not self._detached.wait(timeout):
             return False
         self._thread.join(timeout)
+        return True
+
+    def request_stop(self) -> bool:
+        """Ask the shim to send the node its graceful stop signal; False when this shim
+        does not know the op (it predates it) or is gone."""
+        if protocol.STOP not in self.ops:
+            return False
+        try:
+            with self._send_lock:
+                self.conn.send({"op": protocol.STOP})
+        except OSError:
+            return False
         return True
 
     def end_output(self) -> None:

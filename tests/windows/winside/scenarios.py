@@ -394,6 +394,50 @@ async def shim_killed() -> dict[str, Any]:
             win32api.TerminateProcess(handle, 1)
 
 
+async def shim_graceful() -> dict[str, Any]:
+    """The keeper's `stop` op: the shim, on the node's console, sends CTRL_BREAK. Wine's
+    console implements only CTRL_C_EVENT (see test_graceful_stop), so there the node must
+    simply keep running, never be terminated by a fallback, and the shim says why."""
+    from pathlib import Path
+
+    from nodekeeper.platform.shim_client import attach, start_shim
+
+    node = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n    print('stopping', flush=True)\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGBREAK, stop)\n"
+        "while True:\n    print('alive', flush=True)\n    time.sleep(0.05)"
+    )
+    spec, work = _shim_spec([sys.executable, "-c", node], os.getpid(), "graceful")
+    started = start_shim(spec, Path(work) / "spec.json")
+    try:
+        a = await attach(started.address, started.authkey_hex, 1 << 20)
+        first = (await asyncio.wait_for(a.stdout.readline(), 30)).decode().strip()
+        asked = a.request_stop()
+        lines: list[str] = []
+        still_running = None
+        if wine_version():
+            # Alive well after the request: 40 more lines at 20 a second.
+            while len(lines) < 40:
+                lines.append((await asyncio.wait_for(a.stdout.readline(), 30)).decode().strip())
+            still_running = alive(started.node_pid)
+            code = None
+        else:
+            while raw := await asyncio.wait_for(a.stdout.readline(), 30):
+                lines.append(raw.decode().strip())
+            code = await asyncio.wait_for(a.wait(), 30)
+        with open(spec.log_path, encoding="utf-8") as f:
+            shim_log = f.read()
+        return {"first": first, "asked": asked, "last": lines[-1:], "code": code,
+                "still_running": still_running, "wine": wine_version(),
+                "shim_log": shim_log}  # fmt: skip
+    finally:
+        for pid in (started.node_pid, started.shim_pid):
+            with contextlib.suppress(Exception):
+                handle = win32api.OpenProcess(win32con.PROCESS_TERMINATE, False, pid)
+                win32api.TerminateProcess(handle, 1)
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "runtime": runtime,
     "tree_kill": tree_kill,
@@ -408,6 +452,7 @@ SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "shim_relay": shim_relay,
     "shim_anchor": shim_anchor,
     "shim_killed": shim_killed,
+    "shim_graceful": shim_graceful,
 }
 
 if __name__ == "__main__":
