@@ -18,7 +18,7 @@ import tomli_w
 
 from nodekeeper.launcher.decide import State
 from tests.keeper.conftest import fast_settings, free_port
-from tests.nodes import NodeProcess, setup_node
+from tests.nodes import NodeProcess, NodeSetup, setup_node
 from tests.selfupdate.conftest import PROBATION, LauncherProcess, Site, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -88,6 +88,29 @@ def keeper_status(port: int) -> dict:
     return json.loads(answer[1])
 
 
+def reference_site(tmp_path: Path, node: NodeSetup) -> Site:
+    """A keeper install whose keeper runs the reference node, stopping it through its
+    shutdown endpoint."""
+    control = f"http://127.0.0.1:{node.control_port}"
+    settings = fast_settings(
+        tmp_path,
+        ["storagenode", "run", "--config-dir", "{config_dir}"],
+        node={"config_dir": str(node.config_dir)},
+        probe={"kind": "http", "url": f"{control}/pulse", "start_grace_seconds": 20.0},
+        stop={"timeout_seconds": 10.0, "shutdown_url": f"{control}/shutdown"},
+    )
+    config = tmp_path / "keeper.toml"
+    config.write_bytes(tomli_w.dumps(settings).encode())
+    return Site(
+        tmp_path,
+        config,
+        Path(settings["data_dir"]),
+        int(settings["status"]["listen"].rsplit(":", 1)[1]),
+        free_port(),
+        tmp_path / "unused",
+    )
+
+
 def test_self_update_downtime_of_the_node(
     tmp_path: Path, launchers: Callable[..., LauncherProcess]
 ) -> None:
@@ -103,24 +126,7 @@ def test_self_update_downtime_of_the_node(
         alone.wait()
         own_stop = time.monotonic() - began
 
-    control = f"http://127.0.0.1:{node.control_port}"
-    settings = fast_settings(
-        tmp_path,
-        ["storagenode", "run", "--config-dir", "{config_dir}"],
-        node={"config_dir": str(node.config_dir)},
-        probe={"kind": "http", "url": f"{control}/pulse", "start_grace_seconds": 20.0},
-        stop={"timeout_seconds": 10.0, "shutdown_url": f"{control}/shutdown"},
-    )
-    config = tmp_path / "keeper.toml"
-    config.write_bytes(tomli_w.dumps(settings).encode())
-    site = Site(
-        tmp_path,
-        config,
-        Path(settings["data_dir"]),
-        int(settings["status"]["listen"].rsplit(":", 1)[1]),
-        free_port(),
-        tmp_path / "unused",
-    )
+    site = reference_site(tmp_path, node)
     site.release("good", "1.0.0")
     new = site.release("good", "1.1.0")
     site.set_state(State(current="1.0.0"))
@@ -155,4 +161,32 @@ def test_self_update_downtime_of_the_node(
         f"pulse {gaps['pulse']:.3f} s; the node's own stop {own_stop:.2f} s + cold start "
         f"{cold_start:.2f} s = {baseline:.2f} s"
     )
+    assert gaps["public address"] < 0.1 and gaps["pulse"] < 0.1, gaps
+
+
+@pytest.mark.parametrize("kind", ["exit_at_start", "silent"])
+def test_a_bad_keeper_release_falls_back_without_a_gap(
+    tmp_path: Path, launchers: Callable[..., LauncherProcess], kind: str
+) -> None:
+    """The fallback from a keeper release that fails its probation (decision 063: it never
+    reaches the node, or it is stopped as a hand-back): the node keeps answering."""
+    node = setup_node(tmp_path / "node", allocated="50 MB")
+    site = reference_site(tmp_path, node)
+    site.release("good", "1.0.0")
+    bad = site.release(kind, "1.1.0")
+    site.set_state(State(current="1.0.0"))
+    launcher = launchers(site)
+    launcher.wait_running("1.0.0")
+    wait_for(lambda: pulse(node.control_port), 20, "the node's first pulse")
+    running = node_pid(node.port)
+    watch = ServiceWatch(node.port, node.control_port)
+    wait_for(lambda: watch.samples() >= 10, 10, "answers before the hand-over")
+    assert launcher.hand_over(bad, "1.1.0") == {"ok": True}
+    wait_for(lambda: "1.1.0" in site.state().failed, 3 * PROBATION + 20, "the fallback")
+    launcher.wait_running("1.0.0")
+    after = watch.samples()
+    wait_for(lambda: watch.samples() >= after + 10, 10, "answers after the fallback")
+    gaps = watch.stop()
+    assert node_pid(node.port) == running
+    assert keeper_status(site.status_port)["adoption"] == "adopted"
     assert gaps["public address"] < 0.1 and gaps["pulse"] < 0.1, gaps
