@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from nodekeeper.nodeshim import protocol
-from nodekeeper.platform.shim_client import ShimError, Started, attach, start_shim
+from nodekeeper.platform.shim_client import NotTheNode, ShimError, Started, attach, start_shim
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -133,6 +133,35 @@ def test_a_hand_over_loses_and_repeats_no_line(shims: Callable[..., Started]) ->
     assert code == 0
     assert seen_by_a and seen_by_b
     assert seen_by_a + seen_by_b == list(range(len(seen_by_a) + len(seen_by_b)))
+
+
+def test_a_keeper_looking_for_another_node_takes_nothing_from_the_shim(
+    shims: Callable[..., Started],
+) -> None:
+    """Adoption checks the record against the shim's node before the shim sends anything:
+    a refused look takes no line from the backlog and does not displace the keeper that
+    is attached."""
+    s = shims(counter(0, 0.001))
+
+    async def scenario() -> tuple[list[int], list[int], str]:
+        a = await attach(s.address, s.authkey_hex, LIMIT)
+        first = numbers(await read_lines(a.stdout, lambda line: line == "line 100"))
+        wrong = {"node_pid": s.node_pid, "node_start": s.node_start + 1}
+        with pytest.raises(NotTheNode) as refused:
+            await attach(s.address, s.authkey_hex, LIMIT, expect=wrong)
+        # A is still attached and gets every line that follows, none missing.
+        more = numbers(await read_lines(a.stdout, lambda line: line == "line 400"))
+        assert await asyncio.to_thread(a.detach)
+        a.end_output()
+        more += numbers(await read_lines(a.stdout, lambda _: False))
+        right = {"node_pid": s.node_pid, "node_start": s.node_start}
+        b = await attach(s.address, s.authkey_hex, LIMIT, expect=right)
+        rest = numbers(await read_lines(b.stdout, lambda line: line == f"line {more[-1] + 50}"))
+        return first + more, rest, str(refused.value)
+
+    by_a, by_b, refusal = asyncio.run(scenario())
+    assert f"the record says pid {s.node_pid}" in refusal
+    assert by_a + by_b == list(range(len(by_a) + len(by_b)))
 
 
 def test_the_node_outlives_a_keeper_that_dies_without_a_word(

@@ -210,25 +210,30 @@ def _build_updating(
 
 
 def node_platform(config: KeeperConfig) -> Platform:
-    """How this keeper runs its node. Under the launcher (the installed service) on Linux,
-    each node runs under a node shim anchored to the launcher, so that a keeper hand-over
-    or crash leaves it running for the next keeper (decision 063). Otherwise, and on
-    Windows until its shim holds the Job Object, the node is the keeper's own child and
-    dies with it (decision 011)."""
+    """How this keeper runs its node. Under the launcher (the installed service) each node
+    runs under a node shim anchored to the launcher, so that a keeper hand-over or crash
+    leaves it running for the next keeper (decision 063). Run by hand, the node is the
+    keeper's own child and dies with it (decision 011): nobody would hand it over, and
+    nothing would stop an orphan."""
     from nodekeeper.launcher.protocol import ENV_STATE_DIR
     from nodekeeper.platform import current_platform
 
-    if sys.platform.startswith("linux") and os.environ.get(ENV_STATE_DIR):
-        from nodekeeper.platform.posix import PosixPlatform, ShimOptions
+    if not os.environ.get(ENV_STATE_DIR) or sys.platform not in ("win32", "linux"):
+        return current_platform()  # the shim's launcher watch needs pidfd or a handle
+    from nodekeeper.platform.shimmed import ShimOptions
 
-        return PosixPlatform(
-            ShimOptions(
-                anchor_pid=os.getppid(),
-                state_dir=config.state_path() / "shim",
-                stop_timeout=config.stop.timeout_seconds,
-            )
-        )
-    return current_platform()
+    options = ShimOptions(
+        anchor_pid=os.getppid(),
+        state_dir=config.state_path() / "shim",
+        stop_timeout=config.stop.timeout_seconds,
+    )
+    if sys.platform == "win32":
+        from nodekeeper.platform.windows import WindowsPlatform
+
+        return WindowsPlatform(options)
+    from nodekeeper.platform.posix import PosixPlatform
+
+    return PosixPlatform(options)
 
 
 def _network_abort() -> NetworkAbort:

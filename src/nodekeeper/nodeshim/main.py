@@ -65,6 +65,7 @@ class Shim:
         self.done = threading.Event()
         self.stopping = threading.Event()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.job: int | None = None  # Windows: the job handle, open for the shim's life
 
     # -- the shim's own few lines --------------------------------------------------------
 
@@ -82,15 +83,16 @@ class Shim:
         # one client that never answers would keep every keeper out. Each connection is
         # challenged in its own thread instead (``_serve``), before anything is read.
         self.listener = Listener(spec.address, protocol.family(spec.address))
+        job: dict[str, Any] | None = None
         if os.name == "nt":
             _ensure_console()
-            # The node must die with the shim: a job whose only handle is ours (winjob).
-            from .winjob import hold_kill_on_close_job
+            # The node must die with the shim and live inside its limits: a job whose
+            # lasting handle is ours (winjob). Without it the node must not start at all,
+            # as the keeper's own Windows start refuses to run a node outside its job.
+            from . import winjob
 
-            try:
-                self.job = hold_kill_on_close_job()
-            except OSError as exc:
-                self.say(f"no kill-on-close job ({exc}): the node would outlive this shim")
+            self.job, cpu_rate_error = winjob.hold_node_job(spec.job)
+            job = {"name": spec.job.name if spec.job else "", "cpu_rate_error": cpu_rate_error}
         self.proc = subprocess.Popen(
             spec.argv,
             stdin=subprocess.DEVNULL,
@@ -100,6 +102,13 @@ class Shim:
             cwd=spec.cwd,
             **popen_options(spec.child),
         )
+        if os.name == "nt":
+            try:
+                winjob.set_and_resume(self.proc.pid, spec.job)  # started suspended
+            except OSError:
+                self.proc.kill()
+                self.proc.wait()
+                raise
         for name, pipe in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr)):
             threading.Thread(target=self._read, args=(name, pipe), daemon=True).start()
         threading.Thread(target=self._wait_node, daemon=True).start()
@@ -111,6 +120,7 @@ class Shim:
             "node_pid": self.proc.pid,
             "node_start": node_start_time(self.proc.pid),
             "ops": list(protocol.OPS),
+            "job": job,
         }
 
     # -- the node ------------------------------------------------------------------------
@@ -205,14 +215,6 @@ class Shim:
         if not isinstance(first, dict) or first.get("op") != protocol.ATTACH:
             conn.close()
             return
-        session = Session(conn)
-        with self.cond:
-            old, self.session = self.session, session
-            if old is not None:  # a keeper that died without a word: its successor wins
-                old.closed = True
-                with contextlib.suppress(OSError):
-                    old.conn.close()
-            self.cond.notify_all()
         assert self.proc is not None
         hello = {
             "ev": protocol.HELLO,
@@ -222,6 +224,25 @@ class Shim:
             "node_start": node_start_time(self.proc.pid),
             "ops": list(protocol.OPS),
         }
+        expected = first.get("expect")
+        if isinstance(expected, dict) and (
+            expected.get("node_pid"),
+            expected.get("node_start"),
+        ) != (hello["node_pid"], hello["node_start"]):
+            # Not the node that keeper is looking for: it gets the hello to say so, and
+            # no line leaves the backlog, nor is the attached keeper displaced.
+            with contextlib.suppress(OSError):
+                conn.send(hello)
+            conn.close()
+            return
+        session = Session(conn)
+        with self.cond:
+            old, self.session = self.session, session
+            if old is not None:  # a keeper that died without a word: its successor wins
+                old.closed = True
+                with contextlib.suppress(OSError):
+                    old.conn.close()
+            self.cond.notify_all()
         with session.send_lock:
             try:
                 conn.send(hello)

@@ -11,9 +11,11 @@ from .protocol import ChildSetup
 
 
 def popen_options(child: ChildSetup) -> dict[str, Any]:
-    """The node in its own process group, dying with the shim, limits applied before exec."""
+    """The node in its own process group, dying with the shim, limits applied before exec
+    (POSIX) or before it is resumed (Windows: started suspended, see ``winjob``)."""
     if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+        suspended = 0x00000004  # CREATE_SUSPENDED
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | suspended}  # type: ignore[attr-defined]
     setup = child_setup(
         parent_pid=os.getpid(),
         procs_file=child.procs_file,

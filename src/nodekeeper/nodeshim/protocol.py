@@ -12,7 +12,9 @@ namespace, a named pipe on Windows), authenticated with the HMAC challenge of
 
 Keeper → shim:
 - ``{"op": "attach"}``: answered by ``hello``; from then on the shim sends what the
-  node writes, oldest first, and its exit;
+  node writes, oldest first, and its exit. With ``"expect": {"node_pid", "node_start"}``
+  (a keeper adopting a recorded node), a shim whose node is another one answers hello
+  and closes: nothing leaves its backlog, the attached keeper keeps its place;
 - ``{"op": "detach"}``: answered by ``detached``, after which the shim sends nothing more
   on this connection; what the node writes next waits for the next keeper;
 - ``{"op": "stop"}``: the node's graceful stop signal, sent by the shim (SIGTERM to its
@@ -77,6 +79,21 @@ class ChildSetup:
 
 
 @dataclass(frozen=True)
+class JobSpec:
+    """Windows: the Job Object the shim makes, puts itself in, and starts the node in.
+    The numbers are ``platform.windows_job.JobLimits``, computed by the keeper; the shim
+    adds kill-on-close and its own commit to the job memory limit (the cap is the node's)."""
+
+    name: str  # named, so that the keeper can open it for usage and tree kill
+    limit_flags: int = 0
+    process_memory: int = 0
+    job_memory: int = 0
+    affinity: int = 0
+    priority_class: int = 0
+    cpu_rate: int | None = None
+
+
+@dataclass(frozen=True)
 class ShimSpec:
     argv: list[str]
     env: dict[str, str]
@@ -87,6 +104,7 @@ class ShimSpec:
     stop_timeout: float  # graceful stop, then kill, when the anchor ends
     log_path: str  # the shim's own few lines (start, anchor gone, errors)
     child: ChildSetup = field(default_factory=ChildSetup)
+    job: JobSpec | None = None  # Windows only
     format: int = FORMAT
 
     def write(self, path: Path) -> None:
@@ -98,8 +116,10 @@ class ShimSpec:
     def read(cls, path: Path) -> ShimSpec:
         data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
         child = ChildSetup(**data.pop("child", {}))
+        job_data = data.pop("job", None)
+        job = JobSpec(**job_data) if isinstance(job_data, dict) else None
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(child=child, **known)
+        return cls(child=child, job=job, **known)
 
 
 def family(address: str) -> str:

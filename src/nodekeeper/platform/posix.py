@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
-if TYPE_CHECKING:  # the shim client (multiprocessing.connection, ~1.7 MB) is loaded only
-    # by a keeper under the launcher: the idle keeper's memory target counts every import.
+if TYPE_CHECKING:
     from nodekeeper.platform.shim_client import Attachment
 
 from nodekeeper.nodeshim import protocol as shim_protocol
@@ -55,6 +52,15 @@ from nodekeeper.platform.base import (
     SubprocessHandle,
     Usage,
 )
+from nodekeeper.platform.shimmed import (
+    ShimAttached,
+    ShimOptions,
+    attach_recorded,
+    recorded_limits,
+    start_attached,
+)
+
+__all__ = ["PosixHandle", "PosixPlatform", "ShimOptions", "ShimmedHandle"]
 
 NICE_BELOW_NORMAL = 10
 CPU_PERIOD_USEC = 100_000
@@ -87,18 +93,7 @@ class PosixHandle(SubprocessHandle):
         }
 
 
-@dataclass(frozen=True)
-class ShimOptions:
-    """Start each node under a node shim (decision 063): the keeper runs under the launcher,
-    so the node may outlive a hand-over. ``anchor_pid`` is the launcher: the node never
-    outlives it."""
-
-    anchor_pid: int
-    state_dir: Path  # the shims' start specs (removed once read) and their log
-    stop_timeout: float  # the shim's graceful stop when the launcher is gone
-
-
-class ShimmedHandle(PosixHandle):
+class ShimmedHandle(ShimAttached, PosixHandle):
     """A node that is the child of a node shim: its output and exit come through the
     shim; signals, the cgroup and the tree walk work on it as on a direct child."""
 
@@ -110,41 +105,17 @@ class ShimmedHandle(PosixHandle):
         limits: LimitReport,
     ) -> None:
         # Not SubprocessHandle.__init__: there is no asyncio subprocess here.
-        self.attachment = attachment
-        self.pid = attachment.node_pid
-        self.stdout = attachment.stdout
-        self.stderr = attachment.stderr
+        self._take_attachment(attachment)
         self.limits = limits
         self.create_time = create_time
         self.cgroup = group
         self.seen: dict[int, float] = {}
 
-    @property
-    def returncode(self) -> int | None:
-        return self.attachment.returncode
-
-    async def wait(self) -> int:
-        return await self.attachment.wait()
-
-    def detach(self) -> bool:
-        if not self.attachment.detach():
-            return False
-        self.attachment.end_output()
-        return True
-
     def identity(self) -> dict[str, Any]:
         record = super().identity()
         record["limits"] = self.limits.as_dict()
-        record["shim"] = {
-            "pid": self.attachment.shim_pid,
-            "address": self.attachment.address,
-            "authkey_hex": self.attachment.authkey_hex,
-            "node_start": self.attachment.node_start,
-        }
+        record["shim"] = self.shim_record()
         return record
-
-
-_spec_numbers = itertools.count()
 
 
 class PosixPlatform(Platform):
@@ -230,25 +201,8 @@ class PosixPlatform(Platform):
         group: Path | None,
         report: LimitReport,
     ) -> ShimmedHandle:
-        from nodekeeper.platform.shim_client import attach, start_shim
-
-        options = self.shim
-        assert options is not None
-        shim_spec = shim_protocol.ShimSpec(
-            argv=list(spec.argv),
-            env=dict(spec.env),
-            cwd=str(spec.cwd) if spec.cwd is not None else None,
-            address=shim_protocol.new_address(spec.name),
-            authkey_hex=os.urandom(32).hex(),
-            anchor_pid=options.anchor_pid,
-            stop_timeout=options.stop_timeout,
-            log_path=str(options.state_dir / "node-shim.log"),
-            child=setup,
-        )
-        options.state_dir.mkdir(parents=True, exist_ok=True)
-        spec_path = options.state_dir / f"node-shim-{os.getpid()}-{next(_spec_numbers)}.json"
-        started = await asyncio.to_thread(start_shim, shim_spec, spec_path)
-        attachment = await attach(started.address, started.authkey_hex, STREAM_LIMIT)
+        assert self.shim is not None
+        _, attachment = await start_attached(self.shim, spec, STREAM_LIMIT, child=setup)
         try:
             create_time = psutil.Process(attachment.node_pid).create_time()
         except psutil.Error:
@@ -256,33 +210,17 @@ class PosixPlatform(Platform):
         return ShimmedHandle(attachment, create_time, group, report)
 
     async def adopt(self, identity: Mapping[str, Any]) -> ProcessHandle:
-        shim = identity.get("shim")
-        if identity.get("platform") != "posix" or not isinstance(shim, Mapping):
-            raise AdoptionRefused("the node was not started under a node shim")
-        from nodekeeper.platform.shim_client import ShimError, attach
-
-        try:
-            attachment = await attach(str(shim["address"]), str(shim["authkey_hex"]), STREAM_LIMIT)
-        except (ShimError, KeyError) as exc:
-            raise AdoptionRefused(str(exc)) from None
-        recorded = (int(identity.get("pid", 0)), int(shim.get("node_start", -1)))
-        if (attachment.node_pid, attachment.node_start) != recorded:
-            attachment.close()
-            raise AdoptionRefused(
-                f"the shim runs pid {attachment.node_pid} (started at tick "
-                f"{attachment.node_start}), the record says pid {recorded[0]} (tick {recorded[1]})"
-            )
+        if identity.get("platform") != "posix":
+            raise AdoptionRefused("the node was recorded by another platform")
+        attachment = await attach_recorded(identity, STREAM_LIMIT)
         group_path = identity.get("cgroup")
         group = Path(group_path) if group_path and Path(group_path).is_dir() else None
-        limits = identity.get("limits") or {}
-        report = LimitReport(
-            memory_hard=limits.get("memory_hard", MECH_NONE),
-            cpu_rate=limits.get("cpu_rate", MECH_NONE),
-            affinity=limits.get("affinity", MECH_NONE),
-            priority=limits.get("priority", MECH_NONE),
-            notes=tuple(limits.get("notes", ())),
+        return ShimmedHandle(
+            attachment,
+            float(identity.get("create_time", 0.0)),
+            group,
+            recorded_limits(identity),
         )
-        return ShimmedHandle(attachment, float(identity.get("create_time", 0.0)), group, report)
 
     def request_stop(self, handle: ProcessHandle) -> bool:
         # The whole group, like a terminal's Ctrl-C and systemd's default KillMode: helpers

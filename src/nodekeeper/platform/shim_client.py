@@ -41,6 +41,10 @@ class ShimError(OSError):
     """A shim that could not be started or attached; the message says why."""
 
 
+class NotTheNode(ShimError):
+    """The shim at a recorded address runs another node than the record's."""
+
+
 @dataclass(frozen=True)
 class Started:
     shim_pid: int
@@ -48,6 +52,8 @@ class Started:
     node_start: int
     address: str
     authkey_hex: str
+    # Windows: the job the shim made ({"name", "cpu_rate_error"}); None elsewhere.
+    job: dict[str, Any] | None = None
 
 
 def start_shim(spec: protocol.ShimSpec, spec_path: Path) -> Started:
@@ -87,6 +93,7 @@ def start_shim(spec: protocol.ShimSpec, spec_path: Path) -> Started:
         int(answer["node_start"]),
         spec.address,
         spec.authkey_hex,
+        answer.get("job") if isinstance(answer.get("job"), dict) else None,
     )
 
 
@@ -109,7 +116,9 @@ def _detached() -> dict[str, Any]:
     return {"start_new_session": True}
 
 
-def _connect(address: str, authkey_hex: str, timeout: float) -> tuple[Connection, Any]:
+def _connect(
+    address: str, authkey_hex: str, timeout: float, expect: dict[str, int] | None
+) -> tuple[Connection, Any]:
     """Connect, authenticate and attach, within ``timeout``: ``Client`` has no deadline of
     its own, so the handshake runs in a thread that is abandoned if the shim is wedged."""
     result: list[Any] = []
@@ -117,7 +126,7 @@ def _connect(address: str, authkey_hex: str, timeout: float) -> tuple[Connection
     def attach() -> None:
         try:
             conn = Client(address, protocol.family(address), authkey=bytes.fromhex(authkey_hex))
-            conn.send({"op": protocol.ATTACH})
+            conn.send({"op": protocol.ATTACH, **({"expect": expect} if expect else {})})
             result.append((conn, conn.recv()))
         except (OSError, EOFError, ValueError, AuthenticationError) as exc:
             result.append(exc)
@@ -132,10 +141,22 @@ def _connect(address: str, authkey_hex: str, timeout: float) -> tuple[Connection
     return result[0]  # type: ignore[no-any-return]
 
 
-async def attach(address: str, authkey_hex: str, limit: int) -> Attachment:
+async def attach(
+    address: str, authkey_hex: str, limit: int, expect: dict[str, int] | None = None
+) -> Attachment:
     """Attach to the shim at ``address`` (connect, key challenge, hello) without blocking
-    the event loop; ShimError if it cannot be done within CONNECT_TIMEOUT."""
-    conn, hello = await asyncio.to_thread(_connect, address, authkey_hex, CONNECT_TIMEOUT)
+    the event loop; ShimError if it cannot be done within CONNECT_TIMEOUT. With
+    ``expect`` ({"node_pid", "node_start"}), NotTheNode if the shim runs another node:
+    then nothing was taken from its backlog."""
+    conn, hello = await asyncio.to_thread(_connect, address, authkey_hex, CONNECT_TIMEOUT, expect)
+    if expect and isinstance(hello, dict):
+        running = (hello.get("node_pid"), hello.get("node_start"))
+        if running != (expect["node_pid"], expect["node_start"]):
+            conn.close()
+            raise NotTheNode(
+                f"the shim runs pid {running[0]} (started at {running[1]}), the record says "
+                f"pid {expect['node_pid']} ({expect['node_start']})"
+            )
     try:
         return Attachment(conn, hello, address, authkey_hex, limit)
     except ShimError:

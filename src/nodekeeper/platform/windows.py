@@ -16,6 +16,10 @@
 - Memory is read as private bytes (commit charge), which is what grows when a node leaks
   and what the job memory limit counts; the working set shrinks under memory pressure and
   would hide a leak.
+- Under the launcher (``ShimOptions``) the node is the child of a node shim, which makes
+  the job with the same limits, puts itself in it and holds its handle, so the node
+  outlives a keeper hand-over and dies with the shim (decision 063). The keeper opens the
+  job by name for usage and tree kill, leaving the shim out of both.
 
 pywin32 is imported here at module level: this module is only imported on Windows
 (``nodekeeper.platform.current_platform``).
@@ -28,14 +32,16 @@ import contextlib
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pywintypes
 import win32api
+import win32con
 import win32process
 
+from nodekeeper.nodeshim import protocol as shim_protocol
 from nodekeeper.platform import windows_console as console
 from nodekeeper.platform import windows_job as jobs
 from nodekeeper.platform import windows_process as winproc
@@ -45,6 +51,7 @@ from nodekeeper.platform.base import (
     MECH_JOB_MEMORY,
     MECH_NONE,
     MECH_PRIORITY_CLASS,
+    AdoptionRefused,
     LaunchSpec,
     LimitReport,
     Platform,
@@ -53,6 +60,16 @@ from nodekeeper.platform.base import (
     SubprocessHandle,
     Usage,
 )
+from nodekeeper.platform.shimmed import (
+    ShimAttached,
+    ShimOptions,
+    attach_recorded,
+    recorded_limits,
+    start_attached,
+)
+
+if TYPE_CHECKING:
+    from nodekeeper.platform.shim_client import Attachment
 
 # Exit status of a tree killed by kill_tree / kill_leftover (what `taskkill /F` uses).
 KILLED_EXIT_CODE = 1
@@ -85,9 +102,37 @@ class WindowsHandle(SubprocessHandle):
         }
 
 
+class ShimmedWindowsHandle(ShimAttached, ProcessHandle):
+    """A node that is the child of a node shim, in the job the shim holds. The keeper's
+    handle to the job (opened by name) is for usage and tree kill only: it is closed as
+    soon as the node's exit is known, so that the shim's stays the one that counts."""
+
+    def __init__(
+        self, attachment: Attachment, job: Any, job_name: str, created: float, limits: LimitReport
+    ) -> None:
+        self._take_attachment(attachment)
+        self.job: Any | None = job
+        self.job_name = job_name
+        self.created = created
+        self.limits = limits
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "platform": "windows",
+            "pid": self.pid,
+            "create_time": self.created,
+            "job": self.job_name,
+            "limits": self.limits.as_dict(),
+            "shim": self.shim_record(),
+        }
+
+
 class WindowsPlatform(Platform):
     name = "windows"
     graceful_signal_name = "CTRL_BREAK_EVENT"
+
+    def __init__(self, shim: ShimOptions | None = None) -> None:
+        self.shim = shim
 
     @cached_property
     def _cpu_rate_error(self) -> int:
@@ -117,6 +162,8 @@ class WindowsPlatform(Platform):
 
     async def start(self, spec: LaunchSpec) -> ProcessHandle:
         try:
+            if self.shim is not None:
+                return await self._start_under_shim(spec)
             return await self._start(spec)
         except pywintypes.error as exc:
             # The interface promises OSError for "could not start"; pywin32 raises its own.
@@ -171,13 +218,58 @@ class WindowsPlatform(Platform):
             raise
         return WindowsHandle(proc, process, job, name, created, report)
 
+    async def _start_under_shim(self, spec: LaunchSpec) -> ShimmedWindowsHandle:
+        assert self.shim is not None
+        report = self.describe_limits(spec.limits)
+        wanted = jobs.job_limits(_usable(spec.limits)[0], os.cpu_count() or 1)
+        name = jobs.job_name(spec.name)
+        numbers = asdict(wanted)
+        if report.cpu_rate != MECH_JOB_CPU_RATE:
+            numbers["cpu_rate"] = None  # refused here already (describe_limits said why)
+        job_spec = shim_protocol.JobSpec(name=name, **numbers)
+        started, attachment = await start_attached(self.shim, spec, STREAM_LIMIT, job=job_spec)
+        error = int((started.job or {}).get("cpu_rate_error") or 0)
+        if error and report.cpu_rate == MECH_JOB_CPU_RATE:
+            report = _without_cpu_rate(report, error)
+        return ShimmedWindowsHandle(
+            attachment, jobs.open_existing(name), name, _filetime_seconds(attachment.node_start),
+            report,
+        )  # fmt: skip
+
+    async def adopt(self, identity: Mapping[str, Any]) -> ProcessHandle:
+        if identity.get("platform") != "windows":
+            raise AdoptionRefused("the node was recorded by another platform")
+        # The job first: a refusal after attaching would have taken lines from the shim.
+        name = str(identity.get("job") or "")
+        job = jobs.open_existing(name) if name else None
+        if job is None:
+            raise AdoptionRefused(f"the node's job {name!r} cannot be opened")
+        try:
+            attachment = await attach_recorded(identity, STREAM_LIMIT)
+        except BaseException:
+            job.Close()
+            raise
+        return ShimmedWindowsHandle(
+            attachment, job, name, float(identity.get("create_time", 0.0)),
+            recorded_limits(identity),
+        )  # fmt: skip
+
     def request_stop(self, handle: ProcessHandle) -> bool:
         if handle.returncode is not None:
             return True
+        if isinstance(handle, ShimmedWindowsHandle):
+            # Only a process on the node's console can send it CTRL_BREAK: the shim's.
+            return handle.attachment.request_stop()
         sent, _error = console.send_break(handle.pid)
         return sent
 
     def kill_tree(self, handle: ProcessHandle) -> None:
+        if isinstance(handle, ShimmedWindowsHandle):
+            if handle.job is not None:
+                _kill_job_except(handle.job, handle.attachment.shim_pid)
+            elif handle.returncode is None:  # no job to open: the node by its identity
+                _kill_if_same(handle.pid, handle.created)
+            return
         assert isinstance(handle, WindowsHandle)
         if handle.job is not None:
             jobs.terminate(handle.job, KILLED_EXIT_CODE)
@@ -186,11 +278,17 @@ class WindowsPlatform(Platform):
             winproc.terminate(handle.process, KILLED_EXIT_CODE)
 
     def usage(self, handle: ProcessHandle) -> Usage | None:
-        assert isinstance(handle, WindowsHandle)
+        assert isinstance(handle, WindowsHandle | ShimmedWindowsHandle)
         if handle.returncode is not None or handle.job is None:
             return None
         pids = jobs.process_ids(handle.job)
         times = winproc.cpu_seconds_by_pid()
+        shim_cpu = 0.0
+        if isinstance(handle, ShimmedWindowsHandle):
+            # The shim is in the job too; the node's usage is the rest of it.
+            shim = handle.attachment.shim_pid
+            pids = [pid for pid in pids if pid != shim]
+            shim_cpu = times.get(shim, 0.0)
         memory = 0
         cpu = 0.0
         alive = 0
@@ -204,10 +302,16 @@ class WindowsPlatform(Platform):
         # The job's accounting includes processes that already exited (Windows only;
         # Wine reports 0), the live sum covers Wine: the larger is the better figure.
         with contextlib.suppress(pywintypes.error):
-            cpu = max(cpu, jobs.cpu_seconds(handle.job))
+            cpu = max(cpu, jobs.cpu_seconds(handle.job) - shim_cpu)
         return Usage(memory, "private", cpu, alive)
 
     def release(self, handle: ProcessHandle) -> None:
+        if isinstance(handle, ShimmedWindowsHandle):
+            # Only our handle: the shim's keeps the job (and the node, after a hand-over).
+            if handle.job is not None:
+                handle.job.Close()
+                handle.job = None
+            return
         assert isinstance(handle, WindowsHandle)
         # Closing the last handle to the job kills anything still in it (kill-on-close):
         # a grandchild that outlived the node does not linger after the supervisor is done.
@@ -283,6 +387,33 @@ def _without_cpu_rate(report: LimitReport, error: int) -> LimitReport:
         report.memory_hard, MECH_NONE, report.affinity, report.priority,
         (*report.notes, _cpu_rate_note(error)),
     )  # fmt: skip
+
+
+def _filetime_seconds(filetime: int) -> float:
+    """A FILETIME (100 ns since 1601) as seconds since the epoch, as ``creation_time``."""
+    return (filetime - 116_444_736_000_000_000) / 1e7 if filetime else 0.0
+
+
+def _kill_job_except(job: Any, shim_pid: int) -> None:
+    """Kill every process in the job but the shim: the shim then reports the node's exit
+    after its last lines, as for any other exit. A few rounds, for a process the node
+    started while the first round ran (a killed process starts nothing more)."""
+    for _ in range(5):
+        try:
+            pids = [pid for pid in jobs.process_ids(job) if pid != shim_pid]
+        except pywintypes.error:
+            return  # the job is closing: its processes are being killed
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                process = winproc.open_process(pid, win32con.PROCESS_TERMINATE)
+            except pywintypes.error:
+                continue  # gone already
+            try:
+                winproc.terminate(process, KILLED_EXIT_CODE)
+            finally:
+                process.Close()
 
 
 def _kill_if_same(pid: int, created: float) -> int:

@@ -1,9 +1,11 @@
 """Scenarios that exercise nodekeeper.platform.windows for real, inside Wine.
 
-    python.exe scenarios.py NAME
+    python.exe scenarios.py NAME [shim]
 
 Each scenario starts real processes (programs.py) through the Windows platform, looks at
-them with Win32 calls, and prints one line `RESULT {json}` with what it saw. The pytest
+them with Win32 calls, and prints one line `RESULT {json}` with what it saw. With
+``shim`` the platform starts each node under a node shim, as a keeper under the launcher
+does (decision 063): the same scenario must see the same tree, limits and exits. The pytest
 side (test_platform_wine.py) makes the assertions, so a failure reads like any other.
 Cleanup is in `finally` blocks: a failed scenario must not leave processes in the prefix.
 """
@@ -26,13 +28,34 @@ import win32con
 import win32job
 import win32process
 
-from nodekeeper.platform import LaunchSpec, ResourceLimits, current_platform
+from nodekeeper.platform import LaunchSpec, Platform, ResourceLimits, current_platform
 from nodekeeper.platform import windows_console as console
 from nodekeeper.platform import windows_job as jobs
-from nodekeeper.platform.windows import WindowsHandle
+from nodekeeper.platform.shimmed import ShimOptions
+from nodekeeper.platform.windows import ShimmedWindowsHandle, WindowsHandle, WindowsPlatform
 
 PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "programs.py")
 STILL_ACTIVE = 259
+# Set from the command line: start nodes under a node shim.
+SHIMMED = False
+
+
+def node_platform() -> Platform:
+    """The platform the scenario drives: the keeper's own, or one under a node shim
+    anchored to this process (standing in for the launcher)."""
+    return shim_platform() if SHIMMED else current_platform()
+
+
+def shim_platform() -> WindowsPlatform:
+    import tempfile
+    from pathlib import Path
+
+    state = Path(tempfile.mkdtemp(prefix="shim-state-"))
+    return WindowsPlatform(ShimOptions(anchor_pid=os.getpid(), state_dir=state, stop_timeout=1.0))
+
+
+def shim_pid(handle: object) -> int | None:
+    return handle.attachment.shim_pid if isinstance(handle, ShimmedWindowsHandle) else None
 
 
 def wine_version() -> str | None:
@@ -74,7 +97,7 @@ def spec(*args: str, limits: ResourceLimits | None = None) -> LaunchSpec:
     )
 
 
-async def first_line(handle: WindowsHandle) -> list[str]:
+async def first_line(handle: WindowsHandle | ShimmedWindowsHandle) -> list[str]:
     line = await asyncio.wait_for(handle.stdout.readline(), 30)
     return line.decode().split()
 
@@ -107,9 +130,9 @@ async def runtime() -> dict[str, Any]:
 
 
 async def tree_kill() -> dict[str, Any]:
-    platform = current_platform()
+    platform = node_platform()
     handle = await platform.start(spec("tree"))
-    assert isinstance(handle, WindowsHandle)
+    assert isinstance(handle, WindowsHandle | ShimmedWindowsHandle)
     try:
         _, node, grandchild = await first_line(handle)
         pids = [int(node), int(grandchild)]
@@ -118,7 +141,8 @@ async def tree_kill() -> dict[str, Any]:
         code = await asyncio.wait_for(handle.wait(), 10)
         survivors = await until_dead(pids, 5)
         return {"pids": pids, "in_job": in_job, "code": code, "survivors": survivors,
-                "returncode": handle.returncode, "usage_after": platform.usage(handle)}  # fmt: skip
+                "returncode": handle.returncode, "usage_after": platform.usage(handle),
+                "shim": shim_pid(handle)}  # fmt: skip
     finally:
         platform.kill_tree(handle)
         platform.release(handle)
@@ -152,9 +176,9 @@ async def limits() -> dict[str, Any]:
         memory_hard_bytes=256 << 20, cpu_rate_percent=50.0, cpu_cores=(0,),
         below_normal_priority=True,
     )  # fmt: skip
-    platform = current_platform()
+    platform = node_platform()
     handle = await platform.start(spec("tree", limits=wanted))
-    assert isinstance(handle, WindowsHandle)
+    assert isinstance(handle, WindowsHandle | ShimmedWindowsHandle)
     try:
         _, node, grandchild = await first_line(handle)
         readings = {}
@@ -175,7 +199,8 @@ async def limits() -> dict[str, Any]:
             "job_memory_limit": extended["JobMemoryLimit"],
             "job_cpu_rate": jobs.query_cpu_rate(handle.job),
             "expected": jobs.job_limits(wanted, os.cpu_count() or 1).__dict__,
-            "cpu_rate_error": jobs.set_cpu_rate(handle.job, 5000),
+            # The keeper's handle to a shim's job is for reading and killing only.
+            "cpu_rate_error": None if SHIMMED else jobs.set_cpu_rate(handle.job, 5000),
             "cpu_count": os.cpu_count(),
             "describe_some_missing": platform.describe_limits(
                 ResourceLimits(cpu_cores=(0, 63))
@@ -204,7 +229,7 @@ async def no_console() -> dict[str, Any]:
 
 
 async def usage() -> dict[str, Any]:
-    platform = current_platform()
+    platform = node_platform()
     handle = await platform.start(spec("hog", "120", "1.0"))
     try:
         words = await first_line(handle)
@@ -246,7 +271,7 @@ async def graceful_stop() -> dict[str, Any]:
 
 
 async def pipes() -> dict[str, Any]:
-    platform = current_platform()
+    platform = node_platform()
     handle = await platform.start(spec("echo"))
     try:
         out, err = await asyncio.gather(handle.stdout.read(), handle.stderr.read())
@@ -260,16 +285,16 @@ async def pipes() -> dict[str, Any]:
 
 async def start_failure() -> dict[str, Any]:
     try:
-        await current_platform().start(
+        await node_platform().start(
             LaunchSpec(argv=["C:\\no\\such\\node.exe"], env=dict(os.environ))
         )
     except OSError as exc:
-        return {"raised": type(exc).__name__}
+        return {"raised": type(exc).__name__, "message": str(exc)}
     return {"raised": None}
 
 
 async def kill_leftover() -> dict[str, Any]:
-    platform = current_platform()
+    platform = node_platform()
     handle = await platform.start(spec("tree"))
     try:
         _, node, grandchild = await first_line(handle)
@@ -280,9 +305,10 @@ async def kill_leftover() -> dict[str, Any]:
         killed_wrong_os = platform.kill_leftover(wrong_os)
         alive_after_mismatch = [alive(int(node)), alive(int(grandchild))]
         killed = platform.kill_leftover(identity)
-        survivors = await until_dead([int(node), int(grandchild)], 5)
+        shim = [shim_pid(handle)] if SHIMMED else []
+        survivors = await until_dead([int(node), int(grandchild), *shim], 5)
         by_pid = {**identity, "job": "nodekeeper-no-such-job"}
-        return {"identity": identity, "killed_recycled": killed_recycled,
+        return {"identity": identity, "killed_recycled": killed_recycled, "shim": shim_pid(handle),
                 "killed_wrong_os": killed_wrong_os, "alive_after_mismatch": alive_after_mismatch,
                 "killed": killed, "survivors": survivors,
                 "killed_again": platform.kill_leftover(by_pid)}  # fmt: skip
@@ -438,6 +464,85 @@ async def shim_graceful() -> dict[str, Any]:
                 win32api.TerminateProcess(handle, 1)
 
 
+async def shim_adopt() -> dict[str, Any]:
+    """A keeper hand-over on Windows: keeper A's platform starts a node (with limits)
+    under a shim and detaches; keeper B's platform adopts it from A's record. The node
+    keeps running (same pid), its counted lines continue across the two keepers with
+    none lost or repeated, B reads its usage and kills its tree through the job by name,
+    and records that do not match are refused."""
+    from nodekeeper.platform.base import AdoptionRefused
+
+    wanted = ResourceLimits(memory_hard_bytes=256 << 20, cpu_cores=(0,), below_normal_priority=True)
+    counter = (
+        "import time\nn = 0\n"
+        "while True:\n    print(n, flush=True)\n    n += 1\n    time.sleep(0.002)"
+    )
+    first = shim_platform()
+    handle = await first.start(
+        LaunchSpec(argv=[sys.executable, "-c", counter], env=dict(os.environ), limits=wanted,
+                   name="adopt")
+    )  # fmt: skip
+    assert isinstance(handle, ShimmedWindowsHandle)
+    seen: list[int] = []
+    second_handle = None
+    try:
+        while len(seen) < 200:
+            seen.append(int(await asyncio.wait_for(handle.stdout.readline(), 30)))
+        record = json.loads(json.dumps(handle.identity()))  # as node.json holds it
+        detached = await asyncio.to_thread(handle.detach)
+        before_drain = len(seen)
+        while raw := await handle.stdout.readline():  # what A got before the detach
+            seen.append(int(raw))
+        drained = len(seen) - before_drain
+        first.release(handle)
+        await asyncio.sleep(0.3)  # the node writes on, into the shim's backlog
+        second = shim_platform()
+        refused = {}
+        for label, bad in (
+            ("pid reused", {**record, "shim": {**record["shim"], "node_start": 1}}),
+            ("no job", {**record, "job": "nodekeeper-no-such-job"}),
+            ("posix", {**record, "platform": "posix"}),
+        ):
+            try:
+                await second.adopt(bad)
+                refused[label] = None
+            except AdoptionRefused as exc:
+                refused[label] = str(exc)
+        second_handle = await second.adopt(record)
+        assert isinstance(second_handle, ShimmedWindowsHandle)
+        while len(seen) < 600:
+            seen.append(int(await asyncio.wait_for(second_handle.stdout.readline(), 30)))
+        node = win32api.OpenProcess(win32con.PROCESS_QUERY_INFORMATION, False, second_handle.pid)
+        readings = {
+            "priority": win32process.GetPriorityClass(node),
+            "affinity": win32process.GetProcessAffinityMask(node)[0],
+            "in_job": bool(win32job.IsProcessInJob(node, second_handle.job)),
+        }
+        node.Close()
+        usage = second.usage(second_handle)
+        second.kill_tree(second_handle)
+        while await asyncio.wait_for(second_handle.stdout.readline(), 30):
+            pass
+        code = await asyncio.wait_for(second_handle.wait(), 10)
+        left = await until_dead([second_handle.pid, second_handle.attachment.shim_pid], 10)
+        return {
+            "detached": detached, "pid_a": handle.pid, "pid_b": second_handle.pid,
+            "in_order": seen == list(range(len(seen))), "lines": len(seen),
+            "first_gap": next(
+                (seen[max(0, i - 3) : i + 3] for i, n in enumerate(seen) if n != i), None
+            ),
+            "refused": refused, "readings": readings, "drained": drained,
+            "next_seq": handle.attachment.next_seq,
+            "usage": usage.__dict__ if usage else None, "code": code, "left": left,
+            "limits_b": second_handle.limits.as_dict(), "limits_a": handle.limits.as_dict(),
+        }  # fmt: skip
+    finally:
+        # The shim's end closes the job, which takes the node (whatever failed above).
+        with contextlib.suppress(Exception):
+            shim = win32api.OpenProcess(win32con.PROCESS_TERMINATE, False, shim_pid(handle))
+            win32api.TerminateProcess(shim, 1)
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "runtime": runtime,
     "tree_kill": tree_kill,
@@ -453,8 +558,10 @@ SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "shim_anchor": shim_anchor,
     "shim_killed": shim_killed,
     "shim_graceful": shim_graceful,
+    "shim_adopt": shim_adopt,
 }
 
 if __name__ == "__main__":
+    SHIMMED = sys.argv[2:] == ["shim"]
     result = asyncio.run(SCENARIOS[sys.argv[1]]())
     print("RESULT " + json.dumps(result, default=repr), flush=True)
