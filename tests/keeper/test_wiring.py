@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from nodekeeper.keeper.config import KeeperConfig
 from nodekeeper.keeper.reports import ReportingErrorSink
@@ -128,3 +131,28 @@ print(json.dumps(loaded))
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+def test_the_node_runs_under_a_shim_anchored_to_the_launcher_only_under_a_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 063: under the launcher the node's shim watches the launcher, whose pid the
+    launcher says in the environment; by hand, the node is the keeper's own child."""
+    from nodekeeper.keeper.wiring import _launcher_pid, node_platform
+    from nodekeeper.launcher.protocol import ENV_LAUNCHER_PID, ENV_STATE_DIR
+    from nodekeeper.platform.posix import PosixPlatform
+
+    config = KeeperConfig.model_validate(fast_settings(tmp_path, program("sleep")))
+    monkeypatch.delenv(ENV_STATE_DIR, raising=False)
+    monkeypatch.delenv(ENV_LAUNCHER_PID, raising=False)
+    assert node_platform(config) is current_platform()
+    monkeypatch.setenv(ENV_STATE_DIR, str(tmp_path / "launcher"))
+    monkeypatch.setenv(ENV_LAUNCHER_PID, "4242")
+    platform = node_platform(config)
+    assert isinstance(platform, PosixPlatform) and platform.shim is not None
+    assert platform.shim.anchor_pid == 4242
+    assert platform.shim.state_dir == config.state_path() / "shim"
+    # A launcher from before ENV_LAUNCHER_PID is the keeper's parent (not asked on Windows).
+    assert _launcher_pid(None, "/state") == os.getppid()
+    assert _launcher_pid("not a pid", "/state") == os.getppid()
+    assert _launcher_pid("4242", None) is None

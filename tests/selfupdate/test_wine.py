@@ -1,23 +1,27 @@
 """The launcher on the Windows runtime under Wine: hand-over with exit code 75, commit,
 and fallback from a keeper that exits at start, with Windows paths, process groups and
-no fork. (Wine 8 has no CTRL_BREAK, so graceful stops of the keeper are not shown here.)"""
+no fork. Through all of it the node runs on under its node shim, which holds the node's
+Job Object (decision 063): same pid, its port answering, every line it prints in its log
+once; a keeper killed outright leaves it to the next keeper; the launcher killed
+outright takes it down, through the shim. (Wine 8 has no CTRL_BREAK, so graceful stops
+are not shown here: the shim kills the node after the stop timeout.)"""
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import tomli_w
 
 from nodekeeper.launcher import statefile
 from nodekeeper.launcher.decide import State
-from nodekeeper.launcher.health import status_answers
 from nodekeeper.launcher.protocol import state_dir, versions_dir
 from tests.keeper.conftest import fast_settings, free_port
 from tests.selfupdate.conftest import wait_for
@@ -75,6 +79,72 @@ class WineLauncher:
         return [int(p) for p in re.findall(r"started keeper \S+ \(pid (\d+)\)", self.log)]
 
 
+# The node: a TCP listener (its public address) and a counter on stdout every 10 ms.
+NODE = """
+import socket, sys, threading, time
+server = socket.create_server(("127.0.0.1", {port}))
+def serve():
+    while True:
+        conn, _ = server.accept()
+        conn.close()
+threading.Thread(target=serve, daemon=True).start()
+n = 0
+while True:
+    print(f"count {{n}}", flush=True)
+    n += 1
+    time.sleep(0.01)
+"""
+
+
+class Prober:
+    """Connects to the node's port every 20 ms from Linux (Wine shares loopback) and
+    keeps the longest time between two answered connects."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.longest = 0.0
+        self.answered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = None
+        while not self._stop.wait(0.02):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+            except OSError:
+                continue
+            now = time.monotonic()
+            if last is not None:
+                self.longest = max(self.longest, now - last)
+            last = now
+            self.answered += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def status(port: int) -> dict[str, Any] | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as reply:
+            data: dict[str, Any] = json.loads(reply.read())
+            return data
+    except OSError:
+        return None
+
+
+def counts_in_log(data: Path) -> list[int]:
+    """The node's counter lines as the keepers wrote them to its log, in file order."""
+    # A few thousand short lines: far below the rotation size, all in the one file.
+    text = (data / "logs" / "storagenode.log").read_text(errors="replace")
+    return [int(n) for n in re.findall(r"count (\d+)", text)]
+
+
 def keeper_logs(data: Path) -> str:
     """The keepers' own log files, for a failure message."""
     return "".join(
@@ -104,10 +174,10 @@ def test_launcher_hands_over_commits_and_falls_back_on_windows(
     }
     state_dir(data).mkdir(parents=True)
     statefile.save_state(state_dir(data), State(current="1.0.0"))
-    status_port = free_port()
+    status_port, node_port = free_port(), free_port()
     settings = fast_settings(
         tmp_path,
-        [wine.python, "-c", "import time; time.sleep(3600)"],
+        [wine.python, "-c", NODE.format(port=node_port)],
         status={"listen": f"127.0.0.1:{status_port}"},
     )
     settings["data_dir"] = windows_path(data)
@@ -115,14 +185,25 @@ def test_launcher_hands_over_commits_and_falls_back_on_windows(
     config.write_bytes(tomli_w.dumps(settings).encode())
     trigger = tmp_path / "trigger.json"
 
+    def node_pid() -> int | None:
+        seen = status(status_port)
+        return seen.get("pid") if seen else None
+
+    def with_node() -> dict[str, Any] | None:
+        """The status once the keeper runs a node (a new keeper answers before that)."""
+        seen = status(status_port)
+        return seen if seen and seen.get("pid") else None
+
     launcher = WineLauncher(wine, config, trigger)
+    prober = None
     try:
-        wait_for(
-            lambda: status_answers("127.0.0.1", status_port, 2.0),
-            120,
-            f"keeper 1.0.0\n{launcher.log}",
-        )
+        node = wait_for(node_pid, 120, lambda: f"keeper 1.0.0 and its node\n{launcher.log}")
         assert "started keeper 1.0.0" in launcher.log
+        record = json.loads((data / "state" / "node.json").read_text())
+        shim = record["shim"]["pid"]
+        assert record["job"].startswith("nodekeeper-"), record
+        prober = Prober(node_port)
+        wait_for(lambda: prober.answered >= 5, 30, "the node's port")
 
         assert hand_over(trigger, installs["1.1.0"], "1.1.0", launcher) == {"ok": True}
         wait_for(
@@ -132,8 +213,9 @@ def test_launcher_hands_over_commits_and_falls_back_on_windows(
         )
         state = statefile.load_state(state_dir(data))
         assert (state.previous, state.pending) == ("1.0.0", None)
+        after_commit = wait_for(with_node, 60, "keeper 1.1.0 with the node")
+        assert (after_commit["pid"], after_commit["adoption"]) == (node, "adopted")
 
-        wait_for(lambda: status_answers("127.0.0.1", status_port, 2.0), 60, "keeper 1.1.0")
         assert hand_over(trigger, installs["1.2.0"], "1.2.0", launcher) == {"ok": True}
         wait_for(
             lambda: statefile.load_state(state_dir(data)).failed == ("1.2.0",),
@@ -141,12 +223,65 @@ def test_launcher_hands_over_commits_and_falls_back_on_windows(
             lambda: f"the fallback from 1.2.0\n{launcher.log}{keeper_logs(data)}",
         )
         assert statefile.load_state(state_dir(data)).current == "1.1.0"
-        wait_for(lambda: status_answers("127.0.0.1", status_port, 2.0), 60, "1.1.0 again")
+        back = wait_for(with_node, 60, "1.1.0 again, with the node")
         assert "started keeper 1.1.0" in launcher.log.rsplit("failed probation", 1)[1]
+        assert (back["pid"], back["adoption"]) == (node, "adopted")
+
+        # A keeper ended by TerminateProcess: the next one takes the same node over.
+        keepers = launcher.keeper_pids()
+        wine.run_code(f"import os\nos.kill({keepers[-1]}, 9)")
+        wait_for(
+            lambda: len(launcher.keeper_pids()) > len(keepers) and with_node(),
+            60,
+            lambda: f"a keeper after the kill\n{launcher.log}{keeper_logs(data)}",
+        )
+        after_kill = with_node() or {}
+        assert (after_kill.get("pid"), after_kill.get("adoption")) == (node, "adopted")
+        prober.stop()
+        print(f"node port: {prober.answered} connects, longest gap {prober.longest * 1000:.0f} ms")
+        # The node's port never stopped answering through three keeper changes.
+        assert prober.longest < 0.1, f"longest gap {prober.longest:.3f} s"
+        # Every line the node printed reached its log once, in order, across the keepers.
+        counts = counts_in_log(data)
+        assert len(counts) > 100 and counts == list(range(len(counts))), counts[:3]
+
+        # The launcher ended outright: the shim sees it go and takes the node down.
+        launcher.proc.kill()
+        launcher.proc.wait(10)
+        for pid in launcher.keeper_pids():
+            wine.run_code(f"import os\ntry: os.kill({pid}, 9)\nexcept OSError: pass")
+        wait_for(
+            lambda: not wine_alive(wine, [node, shim]),
+            30,
+            lambda: f"the node and its shim to end\n{shim_log(data)}",
+        )
     finally:
+        if prober is not None:
+            prober.stop()
         if launcher.proc.poll() is None:
             launcher.proc.kill()  # TerminateProcess: no Job Object yet, so the keeper stays
             launcher.proc.wait(10)
         for pid in launcher.keeper_pids():
             wine.run_code(f"import os\ntry: os.kill({pid}, 9)\nexcept OSError: pass")
         time.sleep(0.1)
+
+
+def wine_alive(wine: WineRuntime, pids: list[int]) -> list[int]:
+    """Which of these Windows pids still run (asked inside Wine)."""
+    code = (
+        "import json, win32api, win32process\nalive = []\n"
+        f"for pid in {pids!r}:\n"
+        "    try: h = win32api.OpenProcess(0x1000, False, pid)\n"
+        "    except win32api.error: continue\n"
+        "    if win32process.GetExitCodeProcess(h) == 259: alive.append(pid)\n"
+        "print('ALIVE ' + json.dumps(alive))"
+    )
+    output = wine.run_code(code).output
+    found = re.search(r"ALIVE (\[.*\])", output)
+    assert found, output
+    return list(json.loads(found.group(1)))
+
+
+def shim_log(data: Path) -> str:
+    path = data / "state" / "shim" / "node-shim.log"
+    return path.read_text(errors="replace") if path.exists() else "(no shim log)"

@@ -215,15 +215,16 @@ def node_platform(config: KeeperConfig) -> Platform:
     leaves it running for the next keeper (decision 063). Run by hand, the node is the
     keeper's own child and dies with it (decision 011): nobody would hand it over, and
     nothing would stop an orphan."""
-    from nodekeeper.launcher.protocol import ENV_STATE_DIR
+    from nodekeeper.launcher.protocol import ENV_LAUNCHER_PID, ENV_STATE_DIR
     from nodekeeper.platform import current_platform
 
-    if not os.environ.get(ENV_STATE_DIR) or sys.platform not in ("win32", "linux"):
+    launcher = _launcher_pid(os.environ.get(ENV_LAUNCHER_PID), os.environ.get(ENV_STATE_DIR))
+    if launcher is None or sys.platform not in ("win32", "linux"):
         return current_platform()  # the shim's launcher watch needs pidfd or a handle
     from nodekeeper.platform.shimmed import ShimOptions
 
     options = ShimOptions(
-        anchor_pid=os.getppid(),
+        anchor_pid=launcher,
         state_dir=config.state_path() / "shim",
         stop_timeout=config.stop.timeout_seconds,
     )
@@ -234,6 +235,18 @@ def node_platform(config: KeeperConfig) -> Platform:
     from nodekeeper.platform.posix import PosixPlatform
 
     return PosixPlatform(options)
+
+
+def _launcher_pid(said: str | None, state_dir: str | None) -> int | None:
+    """The launcher this keeper runs under, or None when run by hand. A launcher from
+    before ENV_LAUNCHER_PID is the keeper's parent on Linux; on Windows, where asking
+    is not possible everywhere (see ENV_LAUNCHER_PID), such a keeper runs its node
+    directly, as before decision 063."""
+    if not state_dir:
+        return None
+    if said and said.isdigit():
+        return int(said)
+    return os.getppid() if sys.platform != "win32" else None
 
 
 def _network_abort() -> NetworkAbort:

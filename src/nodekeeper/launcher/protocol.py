@@ -48,6 +48,10 @@ HANDBACK_FILE = "handback.json"
 ENV_STATE_DIR = "NODEKEEPER_LAUNCHER_STATE_DIR"
 ENV_VERSIONS_DIR = "NODEKEEPER_LAUNCHER_VERSIONS_DIR"
 ENV_RUNNING = "NODEKEEPER_LAUNCHER_RUNNING"  # the version it was started as; "" = runtime's
+# The launcher's own pid: what the node's shim watches (decision 063). Said rather than
+# asked: os.getppid() on Windows needs PssCaptureSnapshot, which Wine lacks, and a
+# wrapper between the two would make the parent someone else.
+ENV_LAUNCHER_PID = "NODEKEEPER_LAUNCHER_PID"
 
 
 def state_dir(data_dir: Path) -> Path:

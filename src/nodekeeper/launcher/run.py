@@ -23,7 +23,13 @@ from .child import KeeperProcess
 from .decide import Launch, State, Verdict
 from .health import status_answers
 from .manifest import UnusableInstall, keeper_argv, runtime_argv
-from .protocol import ENV_RUNNING, ENV_STATE_DIR, ENV_VERSIONS_DIR, EXIT_SELF_UPDATE
+from .protocol import (
+    ENV_LAUNCHER_PID,
+    ENV_RUNNING,
+    ENV_STATE_DIR,
+    ENV_VERSIONS_DIR,
+    EXIT_SELF_UPDATE,
+)
 from .settings import Settings
 
 log = logging.getLogger("nodekeeper.launcher")
@@ -149,6 +155,7 @@ class Launcher:
         env[ENV_STATE_DIR] = str(s.state_dir)
         env[ENV_VERSIONS_DIR] = str(s.versions_dir)
         env[ENV_RUNNING] = version or ""
+        env[ENV_LAUNCHER_PID] = str(os.getpid())
         self._wake.clear()
         self.child = KeeperProcess(argv, env, self._wake.set)
         return self.child
