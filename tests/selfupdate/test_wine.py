@@ -245,21 +245,21 @@ def test_launcher_hands_over_commits_and_falls_back_on_windows(
         counts = counts_in_log(data)
         assert len(counts) > 100 and counts == list(range(len(counts))), counts[:3]
 
-        # The launcher ended outright: the shim sees it go and takes the node down.
+        # The launcher ended outright: its job takes the keeper at once; the shim, which
+        # broke away from that job, sees the launcher go and takes the node down.
+        keeper = launcher.keeper_pids()[-1]
         launcher.proc.kill()
         launcher.proc.wait(10)
-        for pid in launcher.keeper_pids():
-            wine.run_code(f"import os\ntry: os.kill({pid}, 9)\nexcept OSError: pass")
         wait_for(
-            lambda: not wine_alive(wine, [node, shim]),
+            lambda: not wine_alive(wine, [keeper, node, shim]),
             30,
-            lambda: f"the node and its shim to end\n{shim_log(data)}",
+            lambda: f"the keeper, the node and its shim to end\n{shim_log(data)}",
         )
     finally:
         if prober is not None:
             prober.stop()
         if launcher.proc.poll() is None:
-            launcher.proc.kill()  # TerminateProcess: no Job Object yet, so the keeper stays
+            launcher.proc.kill()  # TerminateProcess: its job takes the keeper along
             launcher.proc.wait(10)
         for pid in launcher.keeper_pids():
             wine.run_code(f"import os\ntry: os.kill({pid}, 9)\nexcept OSError: pass")

@@ -52,6 +52,10 @@ ENV_RUNNING = "NODEKEEPER_LAUNCHER_RUNNING"  # the version it was started as; ""
 # asked: os.getppid() on Windows needs PssCaptureSnapshot, which Wine lacks, and a
 # wrapper between the two would make the parent someone else.
 ENV_LAUNCHER_PID = "NODEKEEPER_LAUNCHER_PID"
+# Windows: the name of the event the launcher sets to ask its keeper to stop. There is no
+# SIGTERM, and CTRL_BREAK needs a console shared with the keeper, which a service does
+# not reliably have (and Wine cannot deliver); an event works in every session.
+ENV_STOP_EVENT = "NODEKEEPER_STOP_EVENT"
 
 
 def state_dir(data_dir: Path) -> Path:

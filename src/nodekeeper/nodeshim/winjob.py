@@ -21,6 +21,7 @@ from ctypes import wintypes
 from .protocol import JobSpec
 
 JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x00002000
+JOB_OBJECT_LIMIT_BREAKAWAY_OK = 0x00000800
 JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS = 9
 JOB_OBJECT_CPU_RATE_CONTROL_INFORMATION_CLASS = 15
 JOB_OBJECT_CPU_RATE_CONTROL_ENABLE = 0x1
@@ -30,6 +31,8 @@ PROCESS_SET_INFORMATION = 0x0200
 PROCESS_QUERY_INFORMATION = 0x0400
 PROCESS_VM_READ = 0x0010
 PROCESS_SUSPEND_RESUME = 0x0800
+PROCESS_SET_QUOTA = 0x0100
+PROCESS_TERMINATE = 0x0001
 
 
 class _BasicLimits(ctypes.Structure):
@@ -111,6 +114,71 @@ def own_commit() -> int:
 SHIM_COMMIT_MARGIN = 16 * 1024 * 1024
 
 
+def _create_job(kernel32: ctypes.WinDLL, name: str, info: _ExtendedLimits) -> int:  # type: ignore[name-defined]
+    """A new job (named unless ``name`` is empty) with ``info`` set; OSError if refused."""
+    job = kernel32.CreateJobObjectW(None, name or None)
+    if not job:
+        raise _error()
+    if not kernel32.SetInformationJobObject(
+        wintypes.HANDLE(job), JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS, ctypes.byref(info),
+        ctypes.sizeof(info),
+    ):  # fmt: skip
+        error = _error()
+        kernel32.CloseHandle(wintypes.HANDLE(job))
+        raise error
+    return int(job)
+
+
+def keeper_job() -> int:
+    """The launcher's job for its keepers: kill-on-close, so that no keeper outlives the
+    launcher (the service) however it ends, and breakaway allowed, so that the node shims
+    a keeper starts leave it (``CREATE_BREAKAWAY_FROM_JOB``): a shim must outlive its
+    keeper, and it stops its node itself when the launcher is gone. The handle stays open
+    for the launcher's life."""
+    info = _ExtendedLimits()
+    info.BasicLimitInformation.LimitFlags = (
+        JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_BREAKAWAY_OK
+    )
+    return _create_job(_kernel32(), "", info)
+
+
+def assign_and_resume(job: int, pid: int) -> None:
+    """Put a process started suspended into ``job``, then let it run. OSError if either
+    fails: the caller kills the process rather than run it outside the job."""
+    kernel32 = _kernel32()
+    access = PROCESS_SET_QUOTA | PROCESS_TERMINATE | PROCESS_SUSPEND_RESUME
+    process = kernel32.OpenProcess(access, False, pid)
+    if not process:
+        raise _error()
+    handle = wintypes.HANDLE(process)
+    try:
+        if not kernel32.AssignProcessToJobObject(wintypes.HANDLE(job), handle):
+            raise _error()
+        _resume(handle)
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+def resume_pid(pid: int) -> None:
+    """Let a process started suspended run (when it could not be put in a job)."""
+    kernel32 = _kernel32()
+    process = kernel32.OpenProcess(PROCESS_SUSPEND_RESUME, False, pid)
+    if not process:
+        raise _error()
+    try:
+        _resume(wintypes.HANDLE(process))
+    finally:
+        kernel32.CloseHandle(wintypes.HANDLE(process))
+
+
+def _resume(handle: wintypes.HANDLE) -> None:
+    # subprocess closes the primary thread's handle, so ResumeThread is out of reach;
+    # NtResumeProcess resumes every thread of the process.
+    status = ctypes.WinDLL("ntdll").NtResumeProcess(handle)  # type: ignore[attr-defined]
+    if status != 0:
+        raise OSError(f"NtResumeProcess failed with NTSTATUS {status & 0xFFFFFFFF:#010x}")
+
+
 def hold_node_job(spec: JobSpec | None) -> tuple[int, int]:
     """Put this process in a new kill-on-close job carrying ``spec``'s limits. Returns the
     job's handle, which must stay open for the life of the process, and 0 or the Windows
@@ -118,10 +186,6 @@ def hold_node_job(spec: JobSpec | None) -> tuple[int, int]:
     OSError if Windows refuses the job itself."""
     spec = spec or JobSpec(name="")
     kernel32 = _kernel32()
-    job = kernel32.CreateJobObjectW(None, spec.name or None)
-    if not job:
-        raise _error()
-    handle = wintypes.HANDLE(job)
     info = _ExtendedLimits()
     basic = info.BasicLimitInformation
     basic.LimitFlags = spec.limit_flags | JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
@@ -130,12 +194,8 @@ def hold_node_job(spec: JobSpec | None) -> tuple[int, int]:
     info.ProcessMemoryLimit = spec.process_memory
     if spec.job_memory:
         info.JobMemoryLimit = spec.job_memory + own_commit() + SHIM_COMMIT_MARGIN
-    if not kernel32.SetInformationJobObject(
-        handle, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS, ctypes.byref(info), ctypes.sizeof(info)
-    ):
-        error = _error()
-        kernel32.CloseHandle(handle)
-        raise error
+    job = _create_job(kernel32, spec.name, info)
+    handle = wintypes.HANDLE(job)
     cpu_rate_error = 0
     if spec.cpu_rate is not None:
         rate = _CpuRateControl(
@@ -174,10 +234,6 @@ def set_and_resume(pid: int, spec: JobSpec | None) -> None:
         priority = spec.priority_class if spec else 0
         if priority and not kernel32.SetPriorityClass(handle, priority):
             raise _error()
-        # subprocess closes the primary thread's handle, so ResumeThread is out of reach;
-        # NtResumeProcess resumes every thread of the process.
-        status = ctypes.WinDLL("ntdll").NtResumeProcess(handle)  # type: ignore[attr-defined]
-        if status != 0:
-            raise OSError(f"NtResumeProcess failed with NTSTATUS {status & 0xFFFFFFFF:#010x}")
+        _resume(handle)
     finally:
         kernel32.CloseHandle(handle)

@@ -33,6 +33,7 @@ START_TIMEOUT = 30.0
 DETACH_TIMEOUT = 10.0
 # Connecting, the key challenge and the hello.
 CONNECT_TIMEOUT = 10.0
+CREATE_BREAKAWAY_FROM_JOB = 0x01000000
 # What a node whose shim vanished without a word is reported as: it died with the shim.
 SHIM_GONE_CODE = -signal.SIGKILL if hasattr(signal, "SIGKILL") else 1
 
@@ -62,13 +63,7 @@ def start_shim(spec: protocol.ShimSpec, spec_path: Path) -> Started:
     that is its point."""
     spec.write(spec_path)
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nodekeeper.nodeshim", str(spec_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            **_detached(),
-        )
+        proc = _popen_shim(spec_path)
     except OSError:
         spec_path.unlink(missing_ok=True)
         raise
@@ -109,11 +104,22 @@ def _first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     return result[0].decode("utf-8", "replace").strip()
 
 
-def _detached() -> dict[str, Any]:
-    if os.name == "nt":
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
-        return {"creationflags": flags}
-    return {"start_new_session": True}
+def _popen_shim(spec_path: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "nodekeeper.nodeshim", str(spec_path)]
+    pipes: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL,
+    }  # fmt: skip
+    if os.name != "nt":
+        return subprocess.Popen(argv, start_new_session=True, **pipes)
+    detached = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
+    try:
+        # Out of the keeper's job (the launcher's, which allows it): the shim must outlive
+        # the keeper, and makes its own job for the node.
+        return subprocess.Popen(argv, creationflags=detached | CREATE_BREAKAWAY_FROM_JOB, **pipes)
+    except PermissionError:
+        # In a job that does not allow breakaway (not the launcher's: a keeper run by hand
+        # under some other tool). The shim then lives and dies with that job.
+        return subprocess.Popen(argv, creationflags=detached, **pipes)
 
 
 def _connect(

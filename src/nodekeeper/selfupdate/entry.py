@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,12 +109,34 @@ def _queue_report(directory: Path) -> handover.ReportFn:
 
 
 def _windows_break_is_a_stop() -> None:
-    """The launcher stops a keeper on Windows with CTRL_BREAK (there is no SIGTERM), which
-    Python sees as SIGBREAK; the keeper listens for SIGINT. Untested until the Windows
-    service lands; a no-op elsewhere."""
+    """How the launcher stops a keeper on Windows (there is no SIGTERM): it sets the named
+    event in ENV_STOP_EVENT, and older launchers send CTRL_BREAK, which Python sees as
+    SIGBREAK. Both become the SIGINT the keeper stops on. A no-op elsewhere."""
     if os.name != "nt" or not hasattr(signal, "SIGBREAK"):
         return
     signal.signal(signal.SIGBREAK, lambda *_: signal.raise_signal(signal.SIGINT))
+    from nodekeeper.launcher.protocol import ENV_STOP_EVENT
+
+    name = os.environ.get(ENV_STOP_EVENT)
+    if name:
+        threading.Thread(target=_wait_for_stop_event, args=(name,), daemon=True).start()
+
+
+def _wait_for_stop_event(name: str) -> None:
+    import ctypes
+
+    synchronize = 0x00100000
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    kernel32.OpenEventW.restype = ctypes.c_void_p
+    handle = kernel32.OpenEventW(synchronize, False, name)
+    if not handle:
+        log.warning("cannot open the launcher's stop event %s (error %d): only CTRL_BREAK "
+                    "can stop this keeper gracefully", name, ctypes.get_last_error())  # type: ignore[attr-defined]  # fmt: skip
+        return
+    infinite = 0xFFFFFFFF
+    kernel32.WaitForSingleObject(ctypes.c_void_p(handle), infinite)
+    # Wakes the event loop through its signal wakeup fd, then runs the keeper's stop.
+    signal.raise_signal(signal.SIGINT)
 
 
 if __name__ == "__main__":
