@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Builds the nodekeeper MSI on Linux: `make msi`, or
+
+    installer/build.py [--runtime DIR] [--version X.Y.Z] [--out dist/]
+
+1. The release runtime: the embeddable CPython plus our wheel (scripts/windows-runtime.py
+   --out), unless ``--runtime`` gives one already built.
+2. The WiX source: installer/nodekeeper.wxs with the runtime's directory tree filled in,
+   one component per directory, every id and GUID derived from the file's path (and the
+   product and package codes from the version), so two builds of the same tree give the
+   same tables.
+3. wixl -a x64. wixl reports some mistakes only as a CRITICAL or ERROR line and still
+   exits 0 with an incomplete MSI (a custom action silently dropped, for one), so any
+   such line fails the build.
+
+The pure part (``render``) takes a file list and returns the WiX text; tests call it
+directly and run the whole build once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from string import Template
+from xml.sax.saxutils import quoteattr
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = Path(__file__).resolve().parent / "nodekeeper.wxs"
+# Never change: Windows finds the installed product to upgrade by this code.
+UPGRADE_CODE = "6F1B7C2E-3D4A-4E5B-9C8D-2A1F0E3B4C5D"
+# The namespace of every GUID derived here (components, product and package codes).
+NAMESPACE = uuid.UUID("0b8a4c1e-7d2f-4c6a-9e3b-5f1d2c8a7b6e")
+SERVICE_NAME = "nodekeeper"  # nodekeeper.service.windows_config.SERVICE_NAME
+SERVICE_EXE = PurePosixPath("python.exe")
+# Windows services the keeper needs running first: the network stack and DNS (Storj
+# added Dnscache after nodes failed to resolve their satellites at boot).
+SERVICE_DEPENDENCIES = ("Tcpip", "Dnscache")
+BAD_LINE = re.compile(r"\b(CRITICAL|ERROR)\b")
+
+
+class BuildError(Exception):
+    pass
+
+
+@dataclass
+class Directory:
+    path: PurePosixPath  # relative to the runtime
+    files: list[PurePosixPath] = field(default_factory=list)
+    children: dict[str, Directory] = field(default_factory=dict)
+
+
+def guid(*parts: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, "/".join(parts))).upper()
+
+
+def ident(prefix: str, path: PurePosixPath) -> str:
+    """A WiX id for a path: stable, unique, within MSI's 72-character limit."""
+    return f"{prefix}_{hashlib.sha1(str(path).encode()).hexdigest()[:24]}"
+
+
+def tree(files: Iterable[PurePosixPath]) -> Directory:
+    root = Directory(PurePosixPath("."))
+    for file in sorted(files):
+        node = root
+        for part in file.parts[:-1]:
+            node = node.children.setdefault(part, Directory(node.path / part))
+        node.files.append(file)
+    return root
+
+
+def render(files: Iterable[PurePosixPath], source: str, version: str) -> str:
+    """The WiX text for a runtime whose files (relative paths) are under ``source`` as
+    wixl will see it."""
+    root = tree(files)
+    components: list[str] = []
+    lines: list[str] = []
+
+    def emit(node: Directory, depth: int) -> None:
+        pad = "  " * depth
+        plain = [f for f in node.files if f != SERVICE_EXE]
+        if plain:
+            cid = ident("c", node.path)
+            components.append(cid)
+            lines.append(
+                f'{pad}<Component Id="{cid}" Guid="{guid("component", str(node.path))}" '
+                'Win64="yes">'
+            )
+            for n, file in enumerate(plain):
+                key = ' KeyPath="yes"' if n == 0 else ""
+                lines.append(
+                    f'{pad}  <File Id="{ident("f", file)}" Name={quoteattr(file.name)} '
+                    f"Source={quoteattr(f'{source}/{file}')}{key} />"
+                )
+            lines.append(f"{pad}</Component>")
+        if SERVICE_EXE in node.files:
+            components.append("service")
+            lines.extend(_service_component(pad, source))
+        for name in sorted(node.children):
+            child = node.children[name]
+            lines.append(f'{pad}<Directory Id="{ident("d", child.path)}" Name={quoteattr(name)}>')
+            emit(child, depth + 1)
+            lines.append(f"{pad}</Directory>")
+
+    lines.append('          <Directory Id="RUNTIMEDIR" Name="runtime">')
+    emit(root, 6)
+    lines.append("          </Directory>")
+    files_key = hashlib.sha256("\n".join(map(str, sorted(files))).encode()).hexdigest()
+    fields = {
+        "version": version,
+        "product_code": guid("product", version),
+        "package_code": guid("package", version, files_key),
+        "upgrade_code": UPGRADE_CODE,
+        "runtime_tree": "\n".join(lines),
+        "component_refs": "\n".join(f'      <ComponentRef Id="{c}" />' for c in components),
+    }
+    return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(fields)
+
+
+def _service_component(pad: str, source: str) -> list[str]:
+    """python.exe in its own component, with the service it runs: the service is
+    installed and removed with the program that runs it."""
+    arguments = '-m nodekeeper.service.windows_host --config "[DATADIR]keeper.toml"'
+    deps = [f'{pad}    <ServiceDependency Id="{d}" />' for d in SERVICE_DEPENDENCIES]
+    return [
+        f'{pad}<Component Id="service" Guid="{guid("component", "service")}" Win64="yes">',
+        f'{pad}  <File Id="python_exe" Name="python.exe" '
+        f"Source={quoteattr(f'{source}/{SERVICE_EXE}')} KeyPath=\"yes\" />",
+        f'{pad}  <ServiceInstall Id="service_install" Name="{SERVICE_NAME}" '
+        f'DisplayName="{SERVICE_NAME}" Type="ownProcess" Start="auto" ErrorControl="normal" '
+        f'Account="LocalSystem" Vital="yes" Arguments={quoteattr(arguments)} '
+        'Description="Keeps the storage node running, updated and within its limits.">',
+        *deps,
+        f"{pad}  </ServiceInstall>",
+        f'{pad}  <ServiceControl Id="service_control" Name="{SERVICE_NAME}" Start="install" '
+        'Stop="both" Remove="uninstall" Wait="yes" />',
+        f"{pad}</Component>",
+    ]
+
+
+def runtime_files(runtime: Path) -> list[PurePosixPath]:
+    found = [
+        PurePosixPath(p.relative_to(runtime).as_posix())
+        for p in runtime.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
+    if SERVICE_EXE not in found:
+        raise BuildError(f"{runtime} is not a Windows runtime: no python.exe in it")
+    return sorted(found)
+
+
+def project_version() -> str:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return str(data["project"]["version"])
+
+
+def msi_version(version: str) -> str:
+    """MSI wants major.minor.build, each a number (255.255.65535 at most)."""
+    match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", version)
+    if not match or int(match[1]) > 255 or int(match[2]) > 255 or int(match[3]) > 65535:
+        raise BuildError(f"version {version!r}: an MSI needs X.Y.Z with X,Y <= 255, Z <= 65535")
+    return version
+
+
+def build_runtime(out: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "windows-runtime.py"), "--out", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def run_wixl(wxs: Path, output: Path) -> str:
+    if shutil.which("wixl") is None:
+        raise BuildError("wixl not found: run `make system-packages` (Debian package wixl)")
+    done = subprocess.run(
+        ["wixl", "-a", "x64", "-o", str(output), str(wxs)],
+        capture_output=True,
+        text=True,
+    )
+    said = (done.stdout + done.stderr).strip()
+    bad = [line for line in said.splitlines() if BAD_LINE.search(line)]
+    if done.returncode != 0 or bad:
+        output.unlink(missing_ok=True)
+        raise BuildError(f"wixl failed (exit {done.returncode}):\n" + "\n".join(bad or [said]))
+    return said
+
+
+def build(runtime: Path | None, version: str, out_dir: Path) -> Path:
+    version = msi_version(version)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="nodekeeper-msi-") as work:
+        if runtime is None:
+            runtime = Path(work) / "runtime"
+            build_runtime(runtime)
+        # wixl takes only sources relative to the .wxs (an absolute one fails a GLib
+        # assertion): the runtime is linked in beside it.
+        wxs = Path(work) / "nodekeeper.wxs"
+        link = Path(work) / "source"
+        link.symlink_to(runtime.resolve(), target_is_directory=True)
+        wxs.write_text(render(runtime_files(runtime), "source", version), encoding="utf-8")
+        output = out_dir / f"nodekeeper-{version}-x64.msi"
+        run_wixl(wxs, output)
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="installer/build.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--runtime", type=Path, help="a release runtime already built")
+    parser.add_argument("--version", default=None, help="default: pyproject.toml's")
+    parser.add_argument("--out", type=Path, default=ROOT / "dist")
+    args = parser.parse_args(argv)
+    try:
+        output = build(args.runtime, args.version or project_version(), args.out)
+    except (BuildError, subprocess.CalledProcessError) as exc:
+        print(f"installer/build.py: error: {exc}", file=sys.stderr)
+        return 1
+    print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

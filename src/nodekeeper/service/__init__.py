@@ -1,0 +1,1 @@
+"""Running nodekeeper as a service: the Windows service host and its registration."""
