@@ -134,7 +134,7 @@ def _service_component(pad: str, source: str) -> list[str]:
     return [
         f'{pad}<Component Id="service" Guid="{guid("component", "service")}" Win64="yes">',
         f'{pad}  <File Id="python_exe" Name="python.exe" '
-        f"Source={quoteattr(f'{source}/{SERVICE_EXE}')} KeyPath=\"yes\" />",
+        f'Source={quoteattr(f"{source}/{SERVICE_EXE}")} KeyPath="yes" />',
         f'{pad}  <ServiceInstall Id="service_install" Name="{SERVICE_NAME}" '
         f'DisplayName="{SERVICE_NAME}" Type="ownProcess" Start="auto" ErrorControl="normal" '
         f'Account="LocalSystem" Vital="yes" Arguments={quoteattr(arguments)} '
@@ -149,9 +149,7 @@ def _service_component(pad: str, source: str) -> list[str]:
 
 def runtime_files(runtime: Path) -> list[PurePosixPath]:
     found = [
-        PurePosixPath(p.relative_to(runtime).as_posix())
-        for p in runtime.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
+        PurePosixPath(p.relative_to(runtime).as_posix()) for p in runtime.rglob("*") if p.is_file()
     ]
     if SERVICE_EXE not in found:
         raise BuildError(f"{runtime} is not a Windows runtime: no python.exe in it")

@@ -1,0 +1,296 @@
+"""What the MSI cannot do by itself, run as its deferred custom actions (decision 066):
+
+    python -m nodekeeper.service.install_actions configure --data-dir D --runtime R [PROPERTIES]
+    python -m nodekeeper.service.install_actions remove --data-dir D [--remove-data 1]
+
+``configure`` (install and upgrade, as LocalSystem, after the service is registered and
+before it starts):
+
+1. validates every property given on the command line; nothing is written before all
+   have passed;
+2. writes the keeper's config, ``<data dir>\\keeper.toml``, if there is none (an upgrade
+   keeps the operator's);
+3. sets the node up with the properties (``storagenode setup``'s own code) when they are
+   given and the node is not set up yet; without them the node is left in needs-setup for
+   the tray app's wizard;
+4. gives the data directory its ACLs (``acl.py``);
+5. sets the service's recovery actions (``windows_config.configure``).
+
+A failure exits 1, which fails the install: Windows Installer then rolls back what it did,
+and this action removes what it wrote itself. Its message goes to stderr, to the MSI's
+verbose log when there is one (``--msi-log [MsiLogFileLocation]``) and to
+``<data dir>\\install-error.log``, because an exe custom action has no other way into the
+installer's log.
+
+``remove`` (uninstall, not upgrade): deletes the ``__pycache__`` directories Python wrote
+beside the program (Windows Installer removes only the files it installed) and, with
+``--remove-data 1``, the data directory. Without it the node's data, identity and config
+stay: a storage node's data is the operator's income.
+
+Every value arrives as ``"[VALUE] "`` (see installer/nodekeeper.wxs): stripped here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nodekeeper.service import windows_config
+
+NODE_DIR = "storagenode"
+KEEPER_CONFIG = "keeper.toml"
+ERROR_LOG = "install-error.log"
+DEFAULT_PORT = 28967  # Storj's, which home routers are usually already forwarding
+
+
+class ActionFailed(Exception):
+    """The install must fail; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Properties:
+    """The MSI's public properties, stripped; "" = not given."""
+
+    storage_dir: str = ""
+    allocation: str = ""
+    wallet: str = ""
+    email: str = ""
+    address: str = ""
+    port: str = ""
+    identity_dir: str = ""
+    server_url: str = ""
+
+    @property
+    def node_given(self) -> bool:
+        """Any of the node's own settings: then all that setup needs must be there."""
+        return any((self.storage_dir, self.allocation, self.wallet, self.email, self.address))
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """A validated node setup."""
+
+    storage_dir: Path
+    allocation: str
+    listen: str
+    wallet: str | None
+    email: str | None
+    external_address: str | None
+    identity_dir: Path | None
+
+
+def keeper_config_text(runtime: Path, server_url: str) -> str:
+    """The keeper's config for an installed system (pure). The data directory is the
+    config's own; the node runs from the installed runtime unless the keeper installs it
+    from a control plane (``[update]``)."""
+    python = str(runtime / "python.exe")
+    lines = [
+        "# Written by the nodekeeper installer. Yours to edit: upgrades keep it.",
+        "# Every key: docs/config-reference.md.",
+        'data_dir = "."',
+        "",
+        "[node]",
+        f"command = [{_toml(python)}, '-m', 'storagenode', 'run', '--config-dir', "
+        "'{config_dir}']",
+    ]
+    if server_url:
+        lines += ["", "[update]", f"server = {_toml(server_url)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(text: str) -> str:
+    """A TOML literal string (no escapes: Windows paths stay readable)."""
+    if "'" in text or "\n" in text:
+        raise ActionFailed(f"{text!r}: quotes and line breaks cannot be written to the config")
+    return f"'{text}'"
+
+
+def plan_node(props: Properties) -> NodePlan | None:
+    """Validate the node's properties (all of them, before anything is written).
+    InvalidSetting (a ValueError naming the field) or ActionFailed."""
+    if props.server_url:
+        from nodekeeper.node_settings import check_server_url
+
+        check_server_url(props.server_url)
+    if not props.node_given:
+        if props.identity_dir or props.port:
+            raise ActionFailed(
+                "IDENTITY_DIR and PORT set up a node: give STORAGE_DIR, ALLOCATION, WALLET, "
+                "EMAIL and ADDRESS with them (or none, to finish in the tray app's wizard)"
+            )
+        return None
+    missing = [
+        name
+        for name, value in (
+            ("STORAGE_DIR", props.storage_dir),
+            ("ALLOCATION", props.allocation),
+            ("WALLET", props.wallet),
+            ("EMAIL", props.email),
+            ("ADDRESS", props.address),
+        )
+        if not value
+    ]
+    if missing:
+        raise ActionFailed(
+            f"missing {', '.join(missing)}: an unattended install sets the node up with "
+            "STORAGE_DIR, ALLOCATION, WALLET, EMAIL and ADDRESS together"
+        )
+    from nodekeeper import node_settings as check
+
+    wallet = check.check_wallet(props.wallet)
+    email = check.check_email(props.email)
+    address = check.check_external_address(props.address)
+    port = check.check_port(props.port) if props.port else int(address.rsplit(":", 1)[1])
+    storage, _ = check.check_storage(Path(props.storage_dir), props.allocation)
+    identity = check.check_identity_dir(Path(props.identity_dir)) if props.identity_dir else None
+    return NodePlan(
+        storage_dir=storage,
+        allocation=props.allocation,
+        listen=f"0.0.0.0:{port}",
+        wallet=wallet,
+        email=email,
+        external_address=address,
+        identity_dir=identity,
+    )
+
+
+def set_up_node(plan: NodePlan, node_dir: Path) -> None:
+    from storagenode.setup import SetupRefusedError, SetupRequest, run_setup
+
+    request = SetupRequest(
+        config_dir=node_dir,
+        storage_dir=plan.storage_dir,
+        allocated=plan.allocation,
+        listen=plan.listen,
+        control_listen="127.0.0.1:7778",
+        wallet=plan.wallet,
+        email=plan.email,
+        external_address=plan.external_address,
+        identity_dir=plan.identity_dir,
+    )
+    try:
+        run_setup(request)
+    except SetupRefusedError as exc:
+        raise ActionFailed(str(exc)) from None
+
+
+def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
+    """Returns what it did, one line each; ActionFailed leaves nothing of its own."""
+    try:
+        plan = plan_node(props)
+    except ValueError as exc:  # node_settings.InvalidSetting: names the property
+        field = str(getattr(exc, "field", "")).upper()
+        raise ActionFailed(f"{field}: {exc}" if field else str(exc)) from None
+    done: list[str] = []
+    created: list[Path] = []
+    try:
+        if not data_dir.exists():
+            data_dir.mkdir(parents=True)
+            created.append(data_dir)
+        config = data_dir / KEEPER_CONFIG
+        if config.exists():
+            done.append(f"kept {config}")
+        else:
+            config.write_text(keeper_config_text(runtime, props.server_url), encoding="utf-8")
+            created.append(config)
+            done.append(f"wrote {config}")
+        node_dir = data_dir / NODE_DIR
+        if plan is not None:
+            if (node_dir / "config.toml").exists():
+                done.append(f"the node in {node_dir} is set up already: properties not applied")
+            else:
+                if not node_dir.exists():
+                    created.append(node_dir)
+                set_up_node(plan, node_dir)
+                done.append(f"set the node up in {node_dir}, pieces in {plan.storage_dir}")
+        from nodekeeper.service import acl
+
+        done += acl.secure(data_dir, node_dir)
+    except BaseException:
+        for path in reversed(created):  # ours only: the installer undoes the rest
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        raise
+    try:
+        windows_config.configure(windows_config.SERVICE_NAME, windows_config.STOP_SECONDS)
+        done.append("set the service's recovery actions")
+    except Exception as exc:  # noted, not fatal: the service sets them again at start
+        done.append(f"recovery actions not set now ({exc}); the service sets them at start")
+    return done
+
+
+def remove(data_dir: Path, runtime: Path | None, remove_data: bool) -> list[str]:
+    done = []
+    if runtime is not None and runtime.is_dir():
+        caches = [p for p in runtime.rglob("__pycache__") if p.is_dir()]
+        for cache in caches:
+            shutil.rmtree(cache, ignore_errors=True)
+        done.append(f"removed {len(caches)} __pycache__ directories")
+    if remove_data and data_dir.is_dir():
+        shutil.rmtree(data_dir, ignore_errors=True)
+        done.append(f"removed {data_dir} (REMOVE_DATA=1)")
+    else:
+        done.append(f"kept {data_dir}")
+    return done
+
+
+def _say(lines: Sequence[str], msi_log: str, data_dir: Path | None, failed: bool) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    text = "".join(f"nodekeeper install action: {line}\n" for line in lines)
+    sys.stderr.write(text)
+    targets = [Path(msi_log)] if msi_log else []
+    if failed and data_dir is not None:
+        targets.append(data_dir / ERROR_LOG)
+    for target in targets:
+        with contextlib.suppress(OSError), open(target, "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {text}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nodekeeper.service.install_actions")
+    sub = p.add_subparsers(dest="action", required=True)
+    conf = sub.add_parser("configure")
+    rem = sub.add_parser("remove")
+    for s in (conf, rem):
+        s.add_argument("--data-dir", required=True)
+        s.add_argument("--runtime", default="")
+        s.add_argument("--msi-log", default="")
+    for name in Properties.__dataclass_fields__:
+        conf.add_argument("--" + name.replace("_", "-"), default="")
+    rem.add_argument("--remove-data", default="")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    data_dir = Path(args.data_dir.strip())
+    runtime = Path(args.runtime.strip()) if args.runtime.strip() else None
+    msi_log = args.msi_log.strip()
+    try:
+        if args.action == "configure":
+            if runtime is None:
+                raise ActionFailed("--runtime is required")
+            props = Properties(
+                **{n: getattr(args, n).strip() for n in Properties.__dataclass_fields__}
+            )
+            done = configure(data_dir, runtime, props)
+        else:
+            done = remove(data_dir, runtime, args.remove_data.strip() == "1")
+    except ActionFailed as exc:
+        _say([f"FAILED: {exc}", "nothing was changed"], msi_log, data_dir, failed=True)
+        return 1
+    except Exception as exc:  # an unexpected failure must still say what it was
+        _say([f"FAILED: {type(exc).__name__}: {exc}"], msi_log, data_dir, failed=True)
+        return 1
+    _say(done, msi_log, None, failed=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
