@@ -25,6 +25,7 @@ from nodekeeper.service.systemd import (
     HostCommandError,
     UnitInputError,
     UnitSpec,
+    blocked_for,
     install,
     render_unit,
     run_command,
@@ -193,6 +194,10 @@ def test_the_node_never_starts_on_an_unmounted_disk() -> None:
         pytest.param(replace(SPEC, storage_dirs=(Path("/home/alice/storj"),)), id="storage"),
         pytest.param(replace(SPEC, data_dir=Path("/root/nodekeeper")), id="data_dir"),
         pytest.param(replace(SPEC, python=Path("/home/alice/venv/bin/python")), id="python"),
+        pytest.param(
+            replace(SPEC, read_paths=(Path("/root/.pyenv/versions/3.11.7/bin/python3.11"),)),
+            id="where a venv's python points",
+        ),
         pytest.param(replace(SPEC, config=Path("/run/user/1000/keeper.toml")), id="config"),
     ],
 )
@@ -275,8 +280,10 @@ class Machine:
 
 def local_spec(tmp_path: Path) -> UnitSpec:
     (tmp_path / "pieces").mkdir()
+    (tmp_path / "keeper.toml").write_text(f'data_dir = "{tmp_path / "data"}"\n')
     return replace(
         SPEC,
+        config=tmp_path / "keeper.toml",
         data_dir=tmp_path / "data",
         node_config_dir=tmp_path / "data" / "storagenode",
         storage_dirs=(tmp_path / "pieces",),
@@ -361,9 +368,37 @@ def test_install_names_directories_the_user_cannot_write(tmp_path: Path) -> None
     machine = Machine()
     machine.users["nodekeeper"] = Account(os.getuid() + 4242, os.getgid(), "nodekeeper")
     report = install(spec, machine.host(tmp_path / "units"))
-    warned = {w.split(" belongs to ")[0] for w in report.warnings}
+    owned = [w for w in report.warnings if " belongs to " in w]
+    warned = {w.split(" belongs to ")[0] for w in owned}
     assert warned == {str(spec.data_dir), str(spec.node_config_dir), str(spec.storage_dirs[0])}
-    assert f"chown -R nodekeeper:nodekeeper {spec.storage_dirs[0]}" in report.warnings[-1]
+    assert f"chown -R nodekeeper:nodekeeper {spec.storage_dirs[0]}" in owned[-1]
+
+
+def test_install_warns_when_the_user_cannot_reach_the_interpreter_or_the_config(
+    tmp_path: Path,
+) -> None:
+    """As with a venv under /root (0700): every start of the unit would fail."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    python = locked / "python"
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    spec = replace(local_spec(tmp_path), python=python, config=locked / "keeper.toml")
+    spec.config.write_text("")
+    machine = Machine()
+    machine.users["nodekeeper"] = Account(os.getuid() + 4242, os.getgid() + 4242, "nodekeeper")
+    report = install(spec, machine.host(tmp_path / "units"))
+    reach = [w for w in report.warnings if "cannot reach" in w]
+    assert len(reach) == 2, report.warnings
+    assert reach[0].startswith(f"nodekeeper cannot reach {python} (")
+    assert "a venv in /opt" in reach[0]
+    assert reach[1].startswith(f"nodekeeper cannot reach {spec.config} (")
+    assert f"chgrp nodekeeper {spec.config}" in reach[1]
+    # A program every user may run is fine, and the check looks at each directory.
+    stranger = Account(os.getuid() + 4242, os.getgid() + 4242, "nodekeeper")
+    assert blocked_for(Path("/usr/bin/env"), stranger, 1) is None
+    blocked = blocked_for(locked / "keeper.toml", stranger, 4)
+    assert blocked is not None and locked.is_relative_to(blocked)  # pytest's base is 0700
 
 
 def test_a_path_the_unit_cannot_carry_changes_nothing(tmp_path: Path) -> None:

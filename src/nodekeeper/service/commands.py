@@ -232,6 +232,8 @@ def unit_spec(args: argparse.Namespace, *, installing: bool) -> systemd.UnitSpec
         group=account.group if account else args.user,
         node_stop_seconds=config.stop.timeout_seconds,
         version=__version__,
+        # A venv's python is a symlink; what the service must reach is where it points.
+        read_paths=tuple({python.resolve()} - {python}),
     )
 
 

@@ -56,6 +56,8 @@ class UnitSpec:
     group: str
     node_stop_seconds: float  # the keeper's [stop] timeout_seconds
     version: str = ""  # nodekeeper's, for the header comment
+    # Other paths the service reads: where a venv's interpreter symlink really points.
+    read_paths: tuple[Path, ...] = ()
 
     @property
     def owned_dirs(self) -> tuple[Path, Path]:
@@ -97,18 +99,18 @@ def writable_paths(spec: UnitSpec) -> list[Path]:
     """Every path the service writes, each once, none inside another."""
     kept: list[Path] = []
     for path in (*spec.owned_dirs, *spec.storage_dirs):
-        if any(path == k or path.is_relative_to(k) for k in kept):
+        if is_under(path, kept):
             continue
         kept = [k for k in kept if not k.is_relative_to(path)] + [path]
     return kept
 
 
 def is_under(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
+    return any(path.is_relative_to(root) for root in roots)
 
 
 def _needed(spec: UnitSpec) -> list[Path]:
-    return [spec.python, spec.config, *writable_paths(spec)]
+    return [spec.python, *spec.read_paths, spec.config, *writable_paths(spec)]
 
 
 def protect_home(spec: UnitSpec) -> str:
@@ -317,6 +319,7 @@ def install(spec: UnitSpec, host: Host) -> Report:
     if host.manage:
         account = _ensure_user(spec, host, report)
         _ensure_dirs(spec, account, report)
+        _check_reachable(spec, account, report)
     old = _read(host.unit_path)
     host.unit_dir.mkdir(parents=True, exist_ok=True)
     write_durably(host.unit_path, text.encode(), mode=0o644)
@@ -370,6 +373,39 @@ def _ensure_dirs(spec: UnitSpec, account: Account, report: Report) -> None:
                 f"{path} belongs to uid {owner}, not {spec.user}: the service cannot write "
                 f"there; give it over with `chown -R {spec.user}:{spec.group} {path}`"
             )
+
+
+def _check_reachable(spec: UnitSpec, account: Account, report: Report) -> None:
+    """Warn when the user cannot run the interpreter or read the config: every start of
+    the unit would fail (an interpreter in a venv under /root, a config made 0600)."""
+    for path, bit, fix in (
+        *((p, 1, "install nodekeeper where every user can run it, e.g. a venv in /opt")
+          for p in (spec.python, *spec.read_paths)),
+        (spec.config, 4, f"e.g. `chgrp {spec.group} {spec.config}` and `chmod g+r` it"),
+    ):  # fmt: skip
+        blocked = blocked_for(path, account, bit)
+        if blocked is not None:
+            report.warnings.append(
+                f"{spec.user} cannot reach {path} ({blocked} stops it): the service would "
+                f"not start; {fix}"
+            )
+
+
+def blocked_for(path: Path, account: Account, bit: int) -> Path | None:
+    """The first of ``path``'s directories, or ``path`` itself (needing ``bit``: 4 read,
+    1 execute), that ``account`` may not pass, by owner, group and other mode bits (ACLs
+    and supplementary groups are not looked at), or None."""
+    if account.uid == 0:
+        return None
+    for part, need in [*((d, 1) for d in reversed(path.parents)), (path, bit)]:
+        try:
+            st = part.stat()
+        except OSError:
+            return part
+        shift = 6 if st.st_uid == account.uid else 3 if st.st_gid == account.gid else 0
+        if not (st.st_mode >> shift) & need:
+            return part
+    return None
 
 
 def _read(path: Path) -> str | None:
