@@ -431,6 +431,23 @@ def test_uninstall_stops_disables_and_removes_the_unit_and_keeps_the_rest(
     assert again.done == [f"{units / UNIT_NAME} does not exist: nothing to uninstall"]
 
 
+def test_a_failing_start_says_the_unit_is_written_and_where_to_look(tmp_path: Path) -> None:
+    spec = local_spec(tmp_path)
+    machine = Machine("nodekeeper")
+
+    def run(argv: Sequence[str]) -> None:
+        machine.run(argv)
+        if argv[:2] == ["systemctl", "enable"]:
+            raise HostCommandError("`systemctl enable --now nodekeeper.service` failed (exit 1)")
+
+    host = replace(machine.host(tmp_path / "units"), run=run)
+    with pytest.raises(HostCommandError) as failed:
+        install(spec, host)
+    assert f"the unit is written to {tmp_path / 'units' / UNIT_NAME}" in str(failed.value)
+    assert "journalctl -u nodekeeper.service" in str(failed.value)
+    assert (tmp_path / "units" / UNIT_NAME).is_file()
+
+
 def test_the_command_runner_says_what_failed() -> None:
     run_command([sys.executable, "-c", "pass"])
     with pytest.raises(HostCommandError, match=r"failed \(exit 3\): no way"):

@@ -336,17 +336,27 @@ def install(spec: UnitSpec, host: Host) -> Report:
             f"not enabled or started; on a machine booted with systemd run `{enable}`"
         )
     else:
-        host.run(["systemctl", "daemon-reload"])
-        if old is not None and old != text:
-            # enable --now leaves a running service on its old definition.
-            host.run(["systemctl", "enable", UNIT_NAME])
-            host.run(["systemctl", "restart", UNIT_NAME])
-            report.done.append(f"enabled {UNIT_NAME} and restarted it with the new unit")
-        else:
-            host.run(["systemctl", "enable", "--now", UNIT_NAME])
-            report.done.append(f"enabled and started {UNIT_NAME}")
+        try:
+            _enable(host, restart=old is not None and old != text, report=report)
+        except HostCommandError as exc:
+            raise HostCommandError(
+                f"{exc} (the unit is written to {host.unit_path}; see `systemctl status "
+                f"{UNIT_NAME}` and `journalctl -u {UNIT_NAME}`)"
+            ) from None
         report.done.append(f"follow it with `journalctl -u {UNIT_NAME} -f`")
     return report
+
+
+def _enable(host: Host, restart: bool, report: Report) -> None:
+    host.run(["systemctl", "daemon-reload"])
+    if restart:
+        # enable --now leaves a running service on its old definition.
+        host.run(["systemctl", "enable", UNIT_NAME])
+        host.run(["systemctl", "restart", UNIT_NAME])
+        report.done.append(f"enabled {UNIT_NAME} and restarted it with the new unit")
+    else:
+        host.run(["systemctl", "enable", "--now", UNIT_NAME])
+        report.done.append(f"enabled and started {UNIT_NAME}")
 
 
 def _ensure_user(spec: UnitSpec, host: Host, report: Report) -> Account:
