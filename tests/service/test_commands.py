@@ -147,6 +147,20 @@ def test_other_bad_inputs_are_refused_in_one_line(
     assert needle in line, line
 
 
+def test_paths_are_normalized_for_systemd(tmp_path: Path) -> None:
+    """systemd ignores a ReadWritePaths= entry with `..` in it ("not normalized"), which
+    would leave the data dir read-only: every path is normalized first."""
+    config = tmp_path / "keeper.toml"
+    config.write_text('data_dir = "/var/lib/../lib/nodekeeper"\n')
+    result = run_main(
+        ["service", "unit", "--config", f"{tmp_path}/./../{tmp_path.name}/keeper.toml",
+         "--storage-dir", "/srv/x/../storagenode"]
+    )  # fmt: skip
+    assert result.returncode == 0, result
+    assert one(result.stdout, "Service", "ReadWritePaths") == f"/var/lib/nodekeeper {STORAGE}"
+    assert f"--config {config} " in one(result.stdout, "Service", "ExecStart")
+
+
 def _args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["service", *argv])
 

@@ -233,6 +233,7 @@ def test_each_writable_path_is_listed_once() -> None:
         ("/srv/$HOME", "$"),
         ('/srv/"x"', "quote"),
         ("srv/relative", "absolute"),
+        ("/srv/../var/pieces", "normalized"),
     ],
 )
 def test_a_path_systemd_would_misread_is_refused(storage: str, why: str) -> None:

@@ -137,15 +137,18 @@ def require_root(args: argparse.Namespace, euid: int | None = None) -> None:
 
 
 def _path(path: Path, flag: str) -> Path:
-    problem = systemd.path_problem(path)
+    """``path`` normalized (systemd ignores ``..`` in some settings) without following
+    symlinks, or a CommandError that says why the unit cannot carry it."""
+    normal = Path(os.path.normpath(path))
+    problem = systemd.path_problem(normal)
     if problem:
         raise CommandError(f"{flag} {path}: {problem}", EXIT_USAGE)
-    return path
+    return normal
 
 
 def _persistent(path: Path, flag: str) -> Path:
     """The node's identity and data must survive a reboot."""
-    _path(path, flag)
+    path = _path(path, flag)
     if systemd.is_under(path, systemd.TEMP_DIRS):
         raise CommandError(
             f"{flag} {path}: temporary directories are emptied at boot or by age; give "
@@ -156,7 +159,7 @@ def _persistent(path: Path, flag: str) -> Path:
 
 
 def _python(path: Path) -> Path:
-    _path(path, "--python")
+    path = _path(path, "--python")
     if path.is_dir():
         raise CommandError(f"--python {path}: is a directory; give the interpreter", EXIT_USAGE)
     if not path.exists():
@@ -170,8 +173,8 @@ def _python(path: Path) -> Path:
 
 
 def _storage_dirs(paths: list[Path], must_exist: bool) -> tuple[Path, ...]:
-    for path in paths:
-        _path(path, "--storage-dir")
+    normal = [_path(path, "--storage-dir") for path in paths]
+    for path in normal:
         if path.exists() and not path.is_dir():
             raise CommandError(f"--storage-dir {path}: is not a directory", EXIT_USAGE)
         _persistent(path, "--storage-dir")
@@ -181,7 +184,7 @@ def _storage_dirs(paths: list[Path], must_exist: bool) -> tuple[Path, ...]:
                 "by the service user) first",
                 EXIT_USAGE,
             )
-    return tuple(paths)
+    return tuple(normal)
 
 
 def _root_dir(args: argparse.Namespace) -> Path | None:
@@ -256,19 +259,19 @@ def host_for(root: Path | None) -> systemd.Host:
     return systemd.Host(unit_dir=root / systemd.UNIT_DIR.relative_to("/"), manage=False)
 
 
-def install_command(args: argparse.Namespace, host: systemd.Host | None = None) -> int:
+def install_command(args: argparse.Namespace) -> int:
     refuse_off_linux()
     require_root(args)
     root = _root_dir(args)
     spec = unit_spec(args, installing=root is None)
-    return _carry_out(lambda: systemd.install(spec, host or host_for(root)))
+    return _carry_out(lambda: systemd.install(spec, host_for(root)))
 
 
-def uninstall_command(args: argparse.Namespace, host: systemd.Host | None = None) -> int:
+def uninstall_command(args: argparse.Namespace) -> int:
     refuse_off_linux()
     require_root(args)
     root = _root_dir(args)
-    return _carry_out(lambda: systemd.uninstall(host or host_for(root)))
+    return _carry_out(lambda: systemd.uninstall(host_for(root)))
 
 
 def _carry_out(step: Callable[[], systemd.Report]) -> int:

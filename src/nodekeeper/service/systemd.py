@@ -87,6 +87,10 @@ def path_problem(path: Path) -> str | None:
     text = str(path)
     if not path.is_absolute():
         return "must be an absolute path (the service does not run in this directory)"
+    if ".." in path.parts or text.startswith("//"):
+        # systemd ignores such a path in ReadWritePaths= ("not normalized"): the data
+        # dir would silently stay read-only.
+        return "must be normalized (no .. and no leading //)"
     if any(c.isspace() or c in _UNSAFE or not c.isprintable() for c in text):
         return (
             "contains a space, quote, backslash, % or $, which systemd would read as "
