@@ -2,7 +2,8 @@
 
 Each command group lives with the code it drives and adds its own subcommands through
 ``register(subparsers)``: the control plane's (`server`, `release`, `minimum`,
-`rollout`), quickstart's and the keeper's (`run`, `status`, `update`). Imports flow one
+`rollout`), quickstart's, the keeper's (`run`, `status`, `update`) and the service's
+(`service`). Imports flow one
 way: this module imports the groups, the groups import only `nodekeeper.cli.errors`, and
 nothing but `nodekeeper.cli` (the console script) and `python -m nodekeeper` imports this
 module (checked by the import contracts in pyproject.toml).
@@ -34,6 +35,9 @@ def _registrars() -> list[Registrar]:
         pass
     else:
         registrars.append(keeper_commands.register)
+    from nodekeeper.service import commands as service_commands
+
+    registrars.append(service_commands.register)
     return registrars
 
 
