@@ -147,9 +147,17 @@ def _service_component(pad: str, source: str) -> list[str]:
     ]
 
 
+# Left out of the MSI: CPython 3.12's platform module asks WMI through _wmi.pyd, which
+# calls propsys!VariantToString, unimplemented in Wine 8: the keeper died at start there.
+# Without it CPython reads the same facts from the registry; what ships is what is tested.
+LEFT_OUT = frozenset({PurePosixPath("_wmi.pyd")})
+
+
 def runtime_files(runtime: Path) -> list[PurePosixPath]:
     found = [
-        PurePosixPath(p.relative_to(runtime).as_posix()) for p in runtime.rglob("*") if p.is_file()
+        path
+        for path in (PurePosixPath(p.relative_to(runtime).as_posix()) for p in runtime.rglob("*"))
+        if path not in LEFT_OUT and (runtime / path).is_file()
     ]
     if SERVICE_EXE not in found:
         raise BuildError(f"{runtime} is not a Windows runtime: no python.exe in it")

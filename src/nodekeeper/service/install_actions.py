@@ -218,10 +218,10 @@ def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         raise
     try:
-        windows_config.configure(windows_config.SERVICE_NAME, windows_config.STOP_SECONDS)
-        done.append("set the service's recovery actions")
+        refused = windows_config.configure(windows_config.SERVICE_NAME, windows_config.STOP_SECONDS)
     except Exception as exc:  # noted, not fatal: the service sets them again at start
-        done.append(f"recovery actions not set now ({exc}); the service sets them at start")
+        refused = [str(exc)]
+    done += [f"not set: {why}" for why in refused] or ["set the service's recovery actions"]
     return done
 
 

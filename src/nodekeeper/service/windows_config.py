@@ -54,45 +54,80 @@ def preshutdown_ms(stop_timeout_seconds: float) -> int:
     return int((stop_timeout_seconds + 15) * 1000)
 
 
-def configure(name: str, stop_timeout_seconds: float) -> None:
-    """Write the recovery actions, the failure flag and the pre-shutdown timeout.
-    pywintypes.error if Windows refuses (no rights, no such service)."""
+def quoted_image_path(image: str) -> str:
+    """The service's command line with its program quoted (pure). Windows Installer (Wine's
+    at least) writes ``C:\\Program Files\\...\\python.exe -m ...`` unquoted, and an unquoted
+    path with spaces makes the SCM try ``C:\\Program.exe`` first: the classic "unquoted
+    service path" hole. Unchanged when already quoted or when no ``.exe`` is found."""
+    stripped = image.strip()
+    if stripped.startswith('"'):
+        return image
+    end = stripped.lower().find(".exe")
+    if end < 0:
+        return image
+    end += len(".exe")
+    program, rest = stripped[:end], stripped[end:]
+    return f'"{program}"{rest}' if " " in program else image
+
+
+def configure(name: str, stop_timeout_seconds: float) -> list[str]:
+    """Write the recovery actions, the failure flag and the pre-shutdown timeout, each on
+    its own (Wine, and old Windows, refuse some levels and accept others). Returns what
+    could not be set, "" when all were; pywintypes.error if the service cannot be opened."""
     import win32service
 
+    levels = (
+        (
+            "recovery actions",
+            win32service.SERVICE_CONFIG_FAILURE_ACTIONS,
+            {
+                "ResetPeriod": RECOVERY.reset_seconds,
+                "RebootMsg": "",
+                "Command": "",
+                "Actions": RECOVERY.actions(),
+            },
+        ),
+        ("failure flag", win32service.SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, RECOVERY.failure_flag),
+        (
+            "pre-shutdown timeout",
+            win32service.SERVICE_CONFIG_PRESHUTDOWN_INFO,
+            preshutdown_ms(stop_timeout_seconds),
+        ),
+    )
+    refused = []
     scm = win32service.OpenSCManager(None, None, win32service.SC_MANAGER_CONNECT)
     try:
-        handle = win32service.OpenService(scm, name, win32service.SERVICE_CHANGE_CONFIG)
+        access = win32service.SERVICE_CHANGE_CONFIG | win32service.SERVICE_QUERY_CONFIG
+        handle = win32service.OpenService(scm, name, access)
         try:
-            win32service.ChangeServiceConfig2(
-                handle,
-                win32service.SERVICE_CONFIG_FAILURE_ACTIONS,
-                {
-                    "ResetPeriod": RECOVERY.reset_seconds,
-                    "RebootMsg": "",
-                    "Command": "",
-                    "Actions": RECOVERY.actions(),
-                },
-            )
-            win32service.ChangeServiceConfig2(
-                handle, win32service.SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, RECOVERY.failure_flag
-            )
-            win32service.ChangeServiceConfig2(
-                handle,
-                win32service.SERVICE_CONFIG_PRESHUTDOWN_INFO,
-                preshutdown_ms(stop_timeout_seconds),
-            )
+            image = win32service.QueryServiceConfig(handle)[3]
+            if quoted_image_path(image) != image:
+                unchanged = win32service.SERVICE_NO_CHANGE
+                # The dependencies again, not None ("unchanged" on Windows): Wine clears them.
+                win32service.ChangeServiceConfig(
+                    handle, unchanged, unchanged, unchanged, quoted_image_path(image),
+                    None, False, _dependencies(name) or None, None, None, None,
+                )  # fmt: skip
+            for what, level, value in levels:
+                try:
+                    win32service.ChangeServiceConfig2(handle, level, value)
+                except Exception as exc:  # pywintypes.error: this level is refused here
+                    refused.append(f"{what}: {exc}")
         finally:
             win32service.CloseServiceHandle(handle)
     finally:
         win32service.CloseServiceHandle(scm)
+    return refused
 
 
 def configure_quietly(name: str, settings: Any, log: logging.Logger) -> None:
     """``configure`` at the service's start: a failure is logged, never fatal."""
     try:
-        configure(name, settings.stop_timeout_seconds)
-    except Exception as exc:  # pywintypes.error, or a Windows that lacks an info level
-        log.warning("cannot set the service's recovery actions: %s", exc)
+        refused = configure(name, settings.stop_timeout_seconds)
+    except Exception as exc:  # pywintypes.error: the service cannot be opened
+        refused = [str(exc)]
+    for why in refused:
+        log.warning("cannot set the service's %s", why)
 
 
 def read(name: str) -> dict[str, Any]:
@@ -107,7 +142,7 @@ def read(name: str) -> dict[str, Any]:
             found: dict[str, Any] = {
                 "start_type": config[1],
                 "binary": config[3],
-                "dependencies": list(config[6] or []),
+                "dependencies": _dependencies(name),
                 "account": config[7],
                 "display_name": config[8],
             }
@@ -126,3 +161,16 @@ def read(name: str) -> dict[str, Any]:
             win32service.CloseServiceHandle(handle)
     finally:
         win32service.CloseServiceHandle(scm)
+
+
+def _dependencies(name: str) -> list[str]:
+    """DependOnService as the SCM stores it (Wine's QueryServiceConfig returns none)."""
+    import winreg
+
+    key = rf"SYSTEM\CurrentControlSet\Services\{name}"
+    try:
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, key) as handle:
+            value, _ = winreg.QueryValueEx(handle, "DependOnService")
+    except OSError:
+        return []
+    return [str(v) for v in value if v]

@@ -1,0 +1,171 @@
+"""The MSI under Wine: build it once per run, install, query, remove (decision 066).
+
+Every MSI test installs into the one Wine prefix the run shares, and Windows Installer
+runs one installation at a time, so the tests take an exclusive lock for their whole
+length (``MsiSession``): under pytest-xdist they run one after another, in any order,
+each starting from a prefix without nodekeeper and leaving it so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.windows.wine import ROOT, WineRuntime, windows_path
+
+SERVICE = "nodekeeper"
+STATUS_URL = "http://127.0.0.1:7779/status"  # the keeper's default status address
+
+
+def build_msis(out: Path) -> dict[str, Path]:
+    """Two MSIs of this tree: the project's version and a higher one, for the upgrade.
+    Built once per run (a lock and a marker, shared by the xdist workers)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = out / "built.json"
+        if done.exists():
+            return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
+        runtime = out / "runtime"
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "windows-runtime.py"), "--out", str(runtime)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        built = {}
+        for label, version in (("current", None), ("next", "0.1.1")):
+            argv = [sys.executable, str(ROOT / "installer" / "build.py"), "--runtime",
+                    str(runtime), "--out", str(out / label)]  # fmt: skip
+            if version:
+                argv += ["--version", version]
+            done_build = subprocess.run(argv, capture_output=True, text=True, check=False)
+            assert done_build.returncode == 0, done_build.stderr
+            built[label] = Path(done_build.stdout.strip())
+        done.write_text(json.dumps({k: str(v) for k, v in built.items()}))
+        return built
+
+
+@dataclass
+class Msiexec:
+    code: int
+    log: str
+    seconds: float
+
+
+class MsiSession:
+    """One test's use of the prefix: installs, queries, and cleans up after itself."""
+
+    def __init__(self, wine: WineRuntime, work: Path) -> None:
+        self.wine = wine
+        self.work = work
+        prefix = Path(wine.env["WINEPREFIX"])
+        self.program_files = prefix / "drive_c" / "Program Files" / "nodekeeper"
+        self.data = prefix / "drive_c" / "ProgramData" / "nodekeeper"
+        self._logs = 0
+
+    def msiexec(self, *args: str, timeout: float = 300) -> Msiexec:
+        self._logs += 1
+        log = self.work / f"msiexec-{self._logs}.log"
+        started = time.monotonic()
+        done = self.wine.run_exe(
+            "msiexec", *args, "/qn", "/l*v", windows_path(log), timeout=timeout
+        )
+        raw = log.read_bytes() if log.exists() else b""
+        # Windows writes the verbose log in UTF-16 with a BOM, Wine in plain 8-bit.
+        text = raw.decode("utf-16") if raw[:2] == b"\xff\xfe" else raw.decode("utf-8", "replace")
+        return Msiexec(done.returncode, text + done.output, time.monotonic() - started)
+
+    def install(self, msi: Path, **properties: str) -> Msiexec:
+        props = [f"{k}={v}" for k, v in properties.items()]
+        return self.msiexec("/i", windows_path(msi), *props)
+
+    def uninstall(self, msi: Path, **properties: str) -> Msiexec:
+        props = [f"{k}={v}" for k, v in properties.items()]
+        return self.msiexec("/x", windows_path(msi), *props)
+
+    def windows(self, code: str) -> Any:
+        """Run Python in the test runtime (which imports our source tree) and return the
+        JSON it prints last."""
+        done = self.wine.run_code(code + "\nprint('RESULT ' + json.dumps(result))")
+        return done.result()
+
+    def service(self) -> dict[str, Any]:
+        """The service's state, pid and configuration as the SCM holds them; {} when the
+        service does not exist."""
+        return dict(
+            self.windows(
+                "import json, win32service\n"
+                "from nodekeeper.service import windows_config\n"
+                "result = {}\n"
+                "try:\n"
+                "    scm = win32service.OpenSCManager(None, None, 1)\n"
+                "    h = win32service.OpenService(scm, 'nodekeeper', 4)\n"
+                "    status = win32service.QueryServiceStatusEx(h)\n"
+                "    result = {'state': status['CurrentState'], 'pid': status['ProcessId'],\n"
+                "              'config': windows_config.read('nodekeeper')}\n"
+                "except Exception as exc:\n"
+                "    result = {'missing': str(exc)}\n"
+            )
+        )
+
+    def wait_state(self, state: int, timeout: float) -> dict[str, Any]:
+        return wait(lambda: (s := self.service()).get("state") == state and s, timeout,
+                    f"service state {state}")  # fmt: skip
+
+    def alive(self, pids: list[int]) -> list[int]:
+        return list(
+            self.windows(
+                "import json, win32api, win32process\nresult = []\n"
+                f"for pid in {pids!r}:\n"
+                "    try: h = win32api.OpenProcess(0x1000, False, pid)\n"
+                "    except win32api.error: continue\n"
+                "    if win32process.GetExitCodeProcess(h) == 259: result.append(pid)\n"
+            )
+        )
+
+    def kill(self, pid: int) -> None:
+        self.wine.run_code(f"import os\ntry: os.kill({pid}, 9)\nexcept OSError: pass")
+
+    def remove_everything(self, msi: Path) -> None:
+        """Leave the prefix as it was: the product uninstalled, its data gone."""
+        if self.service().get("state"):
+            self.uninstall(msi, REMOVE_DATA="1")
+        with contextlib.suppress(OSError):
+            subprocess.run(["rm", "-rf", str(self.data), str(self.program_files)], check=False)
+
+
+def status() -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(STATUS_URL, timeout=2) as reply:
+            data: dict[str, Any] = json.loads(reply.read())
+            return data
+    except OSError:
+        return None
+
+
+def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def exclusive(lock_dir: Path) -> Iterator[None]:
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "msi-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
