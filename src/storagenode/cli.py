@@ -37,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "--control-listen", default=DEFAULT_CONTROL_LISTEN, help="loopback HOST:PORT for pulse"
     )
+    setup.add_argument("--wallet", help="payout address: 0x + 40 hex digits (EIP-55 checked)")
+    setup.add_argument("--email", help="the operator's email address, for notices")
+    setup.add_argument("--external-address", help="HOST:PORT where the network reaches this node")
+    setup.add_argument(
+        "--identity-dir",
+        type=Path,
+        help="use the identity.key in this folder (copied) instead of making a new one",
+    )
 
     config_dir_help = "where `setup` wrote config and identity (default: the user's config dir)"
     run = sub.add_parser("run", help="serve pieces until stopped")
@@ -101,6 +109,10 @@ def _setup(args: argparse.Namespace, config_dir: Path) -> int:
         allocated=args.allocated,
         listen=args.listen,
         control_listen=args.control_listen,
+        wallet=args.wallet,
+        email=args.email,
+        external_address=args.external_address,
+        identity_dir=args.identity_dir,
     )
     try:
         config, node_id = run_setup(request)
@@ -110,6 +122,8 @@ def _setup(args: argparse.Namespace, config_dir: Path) -> int:
     print(f"node ID: {node_id}")
     print(f"config: {config.config_dir / 'config.toml'}")
     print(f"storage: {config.storage_dir} ({config.allocated_bytes} bytes allocated)")
+    for key, value in config.operator.items():
+        print(f"{key.replace('_', ' ')}: {value}")
     return exitcodes.OK
 
 

@@ -1,8 +1,14 @@
-"""The node's config dir: ``config.toml``, the identity key and the shutdown token."""
+"""The node's config dir: ``config.toml``, the identity key and the shutdown token.
+
+``config.toml``'s optional ``[operator]`` table (wallet, email, external_address) holds
+the operator's settings; they are checked by :mod:`nodekeeper.node_settings` when setup
+writes them and again when the node reads them, so an edit is held to the same rules.
+"""
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +18,7 @@ from storagenode.addresses import Address, InvalidAddressError, parse_address
 from storagenode.log import LEVELS
 
 CONFIG_FILE = "config.toml"
-IDENTITY_FILE = "identity.key"
+IDENTITY_FILE = "identity.key"  # nodekeeper.node_settings.IDENTITY_FILE: the same file
 TOKEN_FILE = "shutdown.token"
 CONFIG_FORMAT = 1
 
@@ -32,6 +38,10 @@ class NodeConfig:
     listen: Address
     control_listen: Address
     log_level: str = "INFO"
+    # The operator's settings ([operator]); None: not given at setup.
+    wallet: str | None = None
+    email: str | None = None
+    external_address: str | None = None
 
     @property
     def identity_path(self) -> Path:
@@ -41,8 +51,18 @@ class NodeConfig:
     def token_path(self) -> Path:
         return self.config_dir / TOKEN_FILE
 
+    @property
+    def operator(self) -> dict[str, str]:
+        """The [operator] settings that are set (TOML has no null)."""
+        values = (
+            ("wallet", self.wallet),
+            ("email", self.email),
+            ("external_address", self.external_address),
+        )
+        return {key: value for key, value in values if value is not None}
+
     def to_toml_dict(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "config_format": CONFIG_FORMAT,
             "storage_dir": str(self.storage_dir),
             "allocated_bytes": self.allocated_bytes,
@@ -50,6 +70,9 @@ class NodeConfig:
             "control_listen": str(self.control_listen),
             "log_level": self.log_level,
         }
+        if self.operator:
+            document["operator"] = self.operator
+        return document
 
 
 def setup_hint(config_dir: Path) -> str:
@@ -95,6 +118,7 @@ def config_from_dict(config_dir: Path, raw: dict[str, Any], source: Path) -> Nod
         control = parse_address(str(raw.get("control_listen", DEFAULT_CONTROL_LISTEN)))
     except InvalidAddressError as exc:
         raise bad(str(exc)) from None
+    checked = _operator(raw.get("operator", {}), bad)
     return NodeConfig(
         config_dir=config_dir,
         storage_dir=Path(storage_dir),
@@ -102,7 +126,39 @@ def config_from_dict(config_dir: Path, raw: dict[str, Any], source: Path) -> Nod
         listen=listen,
         control_listen=control,
         log_level=level,
+        wallet=checked.get("wallet"),
+        email=checked.get("email"),
+        external_address=checked.get("external_address"),
     )
+
+
+def _operator(table: object, bad: Callable[[str], NotConfiguredError]) -> dict[str, str]:
+    """[operator]'s values, each held to the check setup used (nodekeeper.node_settings)."""
+    if not isinstance(table, dict):
+        raise bad("operator must be a table: [operator] with wallet, email, external_address")
+    if not table:
+        return {}
+    # Imported here, not at the top: `storagenode version` (the keeper's preflight) imports
+    # this module and should not pay for the checks.
+    from nodekeeper import node_settings
+
+    checks = {
+        "wallet": node_settings.check_wallet,
+        "email": node_settings.check_email,
+        "external_address": node_settings.check_external_address,
+    }
+    checked: dict[str, str] = {}
+    for key, check in checks.items():
+        if key not in table:
+            continue
+        value = table[key]
+        if not isinstance(value, str):
+            raise bad(f"[operator] {key} must be a string in quotes")
+        try:
+            checked[key] = check(value)
+        except node_settings.InvalidSetting as exc:
+            raise bad(f"[operator] {key}: {exc}") from None
+    return checked
 
 
 def render_config(config: NodeConfig) -> bytes:

@@ -35,11 +35,20 @@ def node_id_of(key: Ed25519PrivateKey) -> bytes:
 def load_identity(path: Path) -> tuple[Ed25519PrivateKey, bytes]:
     """(private key, node ID) from a PEM file written by ``setup``."""
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        pem = path.read_bytes()
+    except OSError as exc:
         raise IdentityError(f"cannot read the node identity {path}: {exc}") from None
+    return parse_identity_pem(pem, path)
+
+
+def parse_identity_pem(pem: bytes, source: Path) -> tuple[Ed25519PrivateKey, bytes]:
+    """(private key, node ID) from the bytes of an identity file read from ``source``."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise IdentityError(f"cannot read the node identity {source}: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise IdentityError(f"{path} is not an ed25519 key")
+        raise IdentityError(f"{source} is not an ed25519 key")
     return key, node_id_of(key)
 
 

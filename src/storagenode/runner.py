@@ -51,6 +51,8 @@ def run(config_dir: Path, log_level: str | None = None) -> int:
         store = _open_store(config, node_id, log)
     except _Exit as exc:
         return exc.code
+    if config.operator:  # as Storj's node does: the payout settings in the log at start
+        log.info("operator", extra={"fields": config.operator})
     if stop.is_set():
         store.close()
         log.info("stopped before serving", extra={"fields": {"reason": stop.reason}})

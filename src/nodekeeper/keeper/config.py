@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from nodekeeper import units
+from nodekeeper import node_settings, units
 from nodekeeper.launcher.textfile import TextDecodeError, read_config_text
 from nodekeeper.logs import LogSettings
 
@@ -318,9 +318,11 @@ class UpdateConfig(_Section):
     @field_validator("server")
     @classmethod
     def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL of the control plane")
-        return value.rstrip("/")
+        # The installer and the tray check SERVER_URL with the same function.
+        try:
+            return node_settings.check_server_url(value)
+        except node_settings.InvalidSetting as exc:
+            raise ValueError(str(exc)) from None
 
 
 class KeeperConfig(_Section):
