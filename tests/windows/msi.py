@@ -132,6 +132,20 @@ class MsiSession:
             )
         )
 
+    def prefix_path(self, windows: str) -> Path:
+        """A C:\\ path as the Linux side sees it."""
+        drive, _, rest = windows.partition(":\\")
+        assert drive.upper() == "C", windows
+        return Path(self.wine.env["WINEPREFIX"]) / "drive_c" / rest.replace("\\", "/")
+
+    def acls(self, paths: list[str]) -> dict[str, Any]:
+        return dict(
+            self.windows(
+                "import json\nfrom pathlib import Path\nfrom nodekeeper.service import acl\n"
+                f"result = {{p: acl.read(Path(p)) for p in {paths!r}}}\n"
+            )
+        )
+
     def kill(self, pid: int) -> None:
         self.wine.run_code(f"import os\ntry: os.kill({pid}, 9)\nexcept OSError: pass")
 
@@ -140,7 +154,11 @@ class MsiSession:
         if self.service().get("state"):
             self.uninstall(msi, REMOVE_DATA="1")
         with contextlib.suppress(OSError):
-            subprocess.run(["rm", "-rf", str(self.data), str(self.program_files)], check=False)
+            subprocess.run(
+                ["rm", "-rf", str(self.data), str(self.program_files),
+                 str(self.prefix_path("C:\\nodekeeper-pieces"))],
+                check=False,
+            )  # fmt: skip
 
 
 def status() -> dict[str, Any] | None:

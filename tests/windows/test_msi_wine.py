@@ -9,11 +9,15 @@ Windows must, is listed in decision 066.
 from __future__ import annotations
 
 import hashlib
+import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from nodekeeper.service.acl import ADMINISTRATORS, SYSTEM, USERS
+from tests.support import free_port
 from tests.windows.msi import MsiSession, build_msis, exclusive, status, wait
 from tests.windows.wine import WineRuntime
 
@@ -37,6 +41,14 @@ def msi(wine: WineRuntime, msis: dict[str, Path], tmp_path: Path) -> Iterator[Ms
             yield session
         finally:
             session.remove_everything(msis["next"])
+
+
+def pulse(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/pulse", timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 def digest(path: Path) -> str:
@@ -93,3 +105,77 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert "missing" in msi.service()
     assert not msi.program_files.exists() or not any(msi.program_files.rglob("*.py"))
     assert (msi.data / "keeper.toml").exists()
+
+
+WALLET = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55's own example
+
+
+def test_a_silent_install_with_properties_sets_the_node_up_and_runs_it(
+    msi: MsiSession, msis: dict[str, Path]
+) -> None:
+    """What fleets and power users run: msiexec /qn with the node's settings. The node is
+    set up by storagenode setup's own code, runs, and answers its pulse; its key and token
+    are kept from users; killing the service leaves nothing running."""
+    port = free_port()
+    pieces = msi.prefix_path("C:\\nodekeeper-pieces")
+    installed = msi.install(
+        msis["current"],
+        STORAGE_DIR="C:\\nodekeeper-pieces",
+        ALLOCATION="1GB",
+        WALLET=WALLET,
+        EMAIL="operator@example.com",
+        ADDRESS=f"node.example.com:{port}",
+    )
+    assert installed.code == 0, installed.log[-3000:]
+    service = msi.wait_state(RUNNING, 60)
+    healthy = wait(lambda: (s := status()) and s["state"] == "running" and s, 90, "a running node")
+    assert pulse(7778), "the node's control address answers /pulse"
+    node_config = (msi.data / "storagenode" / "config.toml").read_text()
+    assert f'listen = "0.0.0.0:{port}"' in node_config
+    assert WALLET in node_config and "node.example.com" in node_config
+    assert (pieces).is_dir()
+
+    # The data directory: readable by users; the node's key and token: not. Wine accepts
+    # SetNamedSecurityInfo but reads back its own default (SYSTEM, the prefix's user,
+    # Everyone read) for every file: here only the call and its arguments can be seen, in
+    # the action's own lines; the rules themselves are tested in tests/service.
+    assert (
+        f"ACL of C:\\ProgramData\\nodekeeper: {SYSTEM} full, {ADMINISTRATORS} full, {USERS} read"
+        in installed.log
+    )
+    assert (
+        f"ACL of C:\\ProgramData\\nodekeeper\\storagenode: {SYSTEM} full, {ADMINISTRATORS} full"
+        in installed.log
+    )
+
+    # The service process killed outright: its job takes the keeper, the node's shim sees
+    # the launcher gone and stops the node (Wine: killed after the stop timeout, since it
+    # cannot deliver CTRL_BREAK). Wine's SCM has no recovery actions: it stays stopped.
+    record = json.loads((msi.data / "state" / "node.json").read_text())
+    pids = [service["pid"], healthy["pid"], record["shim"]["pid"]]
+    msi.kill(service["pid"])
+    wait(lambda: not msi.alive(pids), 60, f"{pids} to end")
+    assert not pulse(7778)
+    # Started again by hand (a real Windows restarts it after 1 s): the same node.
+    assert msi.wine.run_exe("sc", "start", "nodekeeper").returncode == 0
+    wait(lambda: (s := status()) and s["state"] == "running", 90, "the node again")
+
+
+def test_a_bad_property_fails_the_install_and_changes_nothing(
+    msi: MsiSession, msis: dict[str, Path]
+) -> None:
+    bad_wallet = WALLET[:-1] + WALLET[-1].swapcase()  # one letter's case: checksum fails
+    failed = msi.install(
+        msis["current"],
+        STORAGE_DIR="C:\\nodekeeper-pieces",
+        ALLOCATION="1GB",
+        WALLET=bad_wallet,
+        EMAIL="operator@example.com",
+        ADDRESS="node.example.com:28967",
+    )
+    assert failed.code != 0
+    assert "WALLET" in failed.log and "checksum" in failed.log, failed.log[-3000:]
+    assert "missing" in msi.service()
+    assert not msi.program_files.exists() or not any(msi.program_files.rglob("*.exe"))
+    assert not (msi.data / "keeper.toml").exists()
+    assert not msi.prefix_path("C:\\nodekeeper-pieces").exists()
