@@ -55,7 +55,7 @@ def decide_linux(target: Target, obs: LinuxObservation, checked_at: float) -> Ve
     verdicts = []
     for protocol in PROTOCOLS:
         packet = Packet(protocol, target.port)
-        verdicts.append(_protocol_verdict(packet, readers, problems, obs.euid))
+        verdicts.append(_protocol_verdict(packet, readers, problems, obs.euid, notes))
     if not runs:
         verdicts = [ProtocolVerdict(p, "unknown", NO_TOOL) for p in PROTOCOLS]
     evaluations = [name for name, _ in readers]
@@ -129,8 +129,9 @@ def _read(name: str, source: object, packet: Packet) -> Evaluation:
 
 
 def _protocol_verdict(
-    packet: Packet, readers: list[_Reader], problems: list[str], euid: int
+    packet: Packet, readers: list[_Reader], problems: list[str], euid: int, notes: list[str]
 ) -> ProtocolVerdict:
+    """One protocol's verdict; what the readers note is added to ``notes`` once."""
     protocol: Protocol = packet.protocol
     what = f"inbound {protocol.upper()} {packet.port}"
     results: list[Evaluation] = []
@@ -139,6 +140,7 @@ def _protocol_verdict(
             results.append(_read(name, source, packet))
         except (ValueError, KeyError, TypeError) as exc:
             problems = [*problems, f"{name}: cannot read its output ({exc})"]
+    notes.extend(n for r in results for n in r.notes if n not in notes)
     for result in results:
         if result.status == "blocked":
             ending = result.first("drop")

@@ -44,13 +44,16 @@ def find_tool(name: str, path: str | None = None) -> str | None:
     return shutil.which(name, path=search)
 
 
-def run_tool(argv: tuple[str, ...], timeout: float) -> ToolRun:
+def run_tool(argv: tuple[str, ...], timeout: float, executable: str | None = None) -> ToolRun:
+    """Run ``argv`` (``executable``: where its program was found) for at most
+    ``timeout`` seconds; the child is killed at the deadline."""
     if timeout <= 0:
         return ToolRun(argv, None, error=f"`{' '.join(argv)}` not run: the check's deadline passed")
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
     try:
         done = subprocess.run(
             argv,
+            executable=executable,
             capture_output=True,
             timeout=timeout,
             env=env,
@@ -85,6 +88,5 @@ def observe(
         found = find(program)
         if found is None:
             continue
-        run = run_tool((found, *args), deadline - clock())
-        runs[key] = ToolRun((program, *args), run.returncode, run.stdout, run.stderr, run.error)
+        runs[key] = run_tool((program, *args), deadline - clock(), executable=found)
     return LinuxObservation(euid=os.geteuid(), runs=runs)

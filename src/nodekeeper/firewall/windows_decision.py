@@ -163,7 +163,8 @@ def _profile_verdict(
             applying.append(rule)
         elif why_not == "":
             unsure.append(rule)
-        else:
+        elif netsh.is_own_rule(rule.name) or _for_the_node(rule, target, obs.env):
+            # Near misses worth saying (other programs' rules are a home PC's noise).
             misses.append(f"{rule.name!r} {why_not}")
     blocks = [r for r in applying if r.action == ACTION_BLOCK]
     if blocks:
@@ -228,6 +229,12 @@ def _not_applying(
     if same_program(rule.application, target.program, env):
         return None
     return f"is for another program ({rule.application})"
+
+
+def _for_the_node(rule: WindowsRule, target: Target, env: Mapping[str, str]) -> bool:
+    if rule.application in (None, "", "*", "Any"):
+        return True
+    return target.program is not None and same_program(rule.application, target.program, env)
 
 
 def _restriction(rule: WindowsRule) -> str:
