@@ -2,7 +2,7 @@
 
 Each command group lives with the code it drives and adds its own subcommands through
 ``register(subparsers)``: the control plane's (`server`, `release`, `minimum`,
-`rollout`), quickstart's and the keeper's (`run`, `status`, `update`). Imports flow one
+`rollout`), quickstart's and the keeper's (`run`, `status`, `update`, `firewall`). Imports flow one
 way: this module imports the groups, the groups import only `nodekeeper.cli.errors`, and
 nothing but `nodekeeper.cli` (the console script) and `python -m nodekeeper` imports this
 module (checked by the import contracts in pyproject.toml).
@@ -30,10 +30,11 @@ def _registrars() -> list[Registrar]:
     registrars: list[Registrar] = [server_commands.register, quickstart_commands.register]
     try:
         from nodekeeper.keeper import commands as keeper_commands
+        from nodekeeper.keeper import firewall_commands
     except ImportError:
         pass
     else:
-        registrars.append(keeper_commands.register)
+        registrars += [keeper_commands.register, firewall_commands.register]
     return registrars
 
 

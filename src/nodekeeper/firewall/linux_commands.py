@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from nodekeeper.firewall.verdict import Protocol
 
-FIX_NOTE = (
-    "as root (sudo); rules added with nft or iptables last until the next reboot unless "
-    "they are saved where the distribution loads them (/etc/nftables.conf, "
-    "iptables-persistent)"
+FIX_NOTE = "as root (sudo)"
+PERSISTENCE = (
+    "rules added with nft or iptables last until the next reboot unless they are saved "
+    "where the distribution loads them (/etc/nftables.conf, iptables-persistent)"
 )
 
 

@@ -146,12 +146,11 @@ def _protocol_verdict(
             ending = result.first("drop")
             assert ending is not None
             fix = _fix(result.tool, packet, ending.chain, ending.by_rule)
+            if result.tool in ("nftables", "iptables") and linux_commands.PERSISTENCE not in notes:
+                notes.append(linux_commands.PERSISTENCE)
+            # allow_fixes stays False: `nodekeeper firewall allow` only prints these.
             return ProtocolVerdict(
-                protocol,
-                "blocked",
-                f"{result.tool}: {ending.why} drops {what}",
-                tuple(fix),
-                allow_fixes=True,
+                protocol, "blocked", f"{result.tool}: {ending.why} drops {what}", tuple(fix)
             )
     if problems:
         why = "could not read the firewall: " + "; ".join(problems)

@@ -19,7 +19,8 @@ PROTOCOLS: tuple[Protocol, ...] = ("tcp", "udp")
 class ProtocolVerdict:
     """One protocol's answer. ``fix`` holds the exact commands that make a ``blocked``
     port allowed (empty otherwise); ``allow_fixes`` says whether `nodekeeper firewall
-    allow` runs (Windows) or prints (Linux) that fix, so the status can point there."""
+    allow` carries out that fix (Windows, for a missing or stale rule), so the status can
+    point there instead of listing commands."""
 
     protocol: Protocol
     status: Status
