@@ -92,8 +92,11 @@ class FirewallWatch:
         config: KeeperConfig,
         program: Callable[[], str | None],
         errors: ErrorSink | None,
+        *,
+        poll_seconds: float = TARGET_POLL_SECONDS,
     ) -> None:
         self.config = config
+        self.poll_seconds = poll_seconds
         self.settings = config.firewall
         self.program = program
         self.errors = errors
@@ -130,7 +133,7 @@ class FirewallWatch:
     async def run(self) -> None:
         """Check at once, then at every interval and whenever the target changes; runs
         until cancelled (the keeper's stop)."""
-        poll = min(TARGET_POLL_SECONDS, self.settings.interval_seconds)
+        poll = min(self.poll_seconds, self.settings.interval_seconds)
         while True:
             target = self.target()
             now = time.monotonic()
