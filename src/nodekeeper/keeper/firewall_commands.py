@@ -273,6 +273,10 @@ def _allow_windows(config: KeeperConfig, target: Target, dry_run: bool) -> int:
             f"{command.purpose}: done" if done.returncode == 0 else f"{command.purpose}: none there"
         )
     print(f"inbound TCP and UDP to port {target.port} allowed for {target.program}")
+    from nodekeeper.firewall.check import run_check
+
+    verdict = run_check(target, timeout=config.firewall.timeout_seconds)
+    print(f"checked again: {verdict.summary()}")
     return EXIT_OK
 
 
