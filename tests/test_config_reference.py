@@ -60,7 +60,17 @@ def test_every_key_of_every_table_is_in_the_reference() -> None:
 
     reference = REFERENCE.read_text(encoding="utf-8")
     tables = [name for name, field in KeeperConfig.model_fields.items() if _model_of(field)]
-    assert set(tables) == {"node", "probe", "restart", "stop", "limits", "status", "logs", "update"}
+    assert set(tables) == {
+        "node",
+        "probe",
+        "restart",
+        "stop",
+        "limits",
+        "status",
+        "logs",
+        "firewall",
+        "update",
+    }
     for table in tables:
         model = _model_of(KeeperConfig.model_fields[table])
         assert model is not None

@@ -2,8 +2,8 @@
 
 Each command group lives with the code it drives and adds its own subcommands through
 ``register(subparsers)``: the control plane's (`server`, `release`, `minimum`,
-`rollout`), quickstart's, the keeper's (`run`, `status`, `update`) and the service's
-(`service`). Imports flow one
+`rollout`), quickstart's, the keeper's (`run`, `status`, `update`, `firewall`) and the
+service's (`service`). Imports flow one
 way: this module imports the groups, the groups import only `nodekeeper.cli.errors`, and
 nothing but `nodekeeper.cli` (the console script) and `python -m nodekeeper` imports this
 module (checked by the import contracts in pyproject.toml).
@@ -31,10 +31,11 @@ def _registrars() -> list[Registrar]:
     registrars: list[Registrar] = [server_commands.register, quickstart_commands.register]
     try:
         from nodekeeper.keeper import commands as keeper_commands
+        from nodekeeper.keeper import firewall_commands
     except ImportError:
         pass
     else:
-        registrars.append(keeper_commands.register)
+        registrars += [keeper_commands.register, firewall_commands.register]
     from nodekeeper.service import commands as service_commands
 
     registrars.append(service_commands.register)

@@ -226,6 +226,39 @@ class StatusConfig(_Section):
         return value
 
 
+class FirewallConfig(_Section):
+    """``[firewall]``: whether inbound traffic reaches the node's port (decision 065)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Check whether the firewall lets inbound TCP and UDP (QUIC) reach the "
+        "node's port: at start, then every interval_seconds; the verdict is in the status, "
+        "and a blocked port goes to the error index once per change. false: never check.",
+    )
+    interval_seconds: Seconds = Field(
+        default=3600.0,
+        description="Time between checks; a change of the node's port or program (an update) "
+        "is checked within a minute.",
+    )
+    timeout_seconds: Seconds = Field(
+        default=30.0,
+        description="How long one check may take (the Windows Firewall query, or the Linux "
+        "tools together); what has not answered by then is killed and the verdict is unknown.",
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="The node's public port. Unset: read from the node's config dir "
+        "(config.toml listen, or a Storj node's config.yaml server.address).",
+    )
+    program: str | None = Field(
+        default=None,
+        description="The program the firewall rules must admit (a full path). Unset: the "
+        "node's program as the keeper runs it (node.command, or the installed version's).",
+    )
+
+
 class UpdateConfig(_Section):
     """``[update]``: present = the keeper installs and updates the node itself.
 
@@ -339,6 +372,7 @@ class KeeperConfig(_Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
     logs: LogSettings = Field(default_factory=LogSettings)
+    firewall: FirewallConfig = Field(default_factory=FirewallConfig)
     update: UpdateConfig | None = None
 
     # Filled in by load_config(); not a TOML key.

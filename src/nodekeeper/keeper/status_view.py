@@ -2,7 +2,8 @@
 
 Problems come first, each on a line starting with ``!``: the control plane unreachable
 (since when), the last update failure, reports waiting, identity problems, a crash loop,
-a held update, limits not in force, logs at their cap. Then the node, then the updater:
+a held update, a firewall that blocks the node's port (with the fix), limits not in
+force, logs at their cap. Then the node, then the updater:
 what is installed, what the keeper decided and why ("rollout at 40 %, this node's
 position 73.7 %: expected in about 8 hours at the current rate"), and when the next
 check is. Every line fits ``width`` columns (long values wrap under their label).
@@ -90,6 +91,9 @@ def status_problems(data: dict[str, Any], now: float) -> list[str]:
         problems.append(f"{queued} report(s) waiting to be sent: {error}")
     if update.get("decision", {}) and update["decision"].get("code") == "no-artifact":
         problems.append(update["decision"]["reason"])
+    blocked = firewall_problem(data.get("firewall"))
+    if blocked:
+        problems.append(blocked)
     problems.extend(f"limits: {note}" for note in data.get("limit_notes") or [])
     logs = data.get("logs") or {}
     used, cap = logs.get("bytes"), logs.get("cap_bytes")
@@ -153,6 +157,9 @@ def status_rows(data: dict[str, Any], now: float | None = None) -> list[tuple[st
     logs = data.get("logs")
     if logs and logs.get("bytes") is not None:
         rows.append(("logs", f"{_bytes(logs['bytes'])} of {_bytes(logs['cap_bytes'])} cap"))
+    firewall = firewall_row(data.get("firewall"))
+    if firewall:
+        rows.append(("firewall", firewall))
     rows.extend(update_rows(data.get("update"), now))
     reports = data.get("reports")
     if reports and reports.get("queued"):
@@ -165,6 +172,38 @@ TRACKING = {
     "job-object": "tracked by a Job Object",
     "process-group": "process group only (fallback: a child that leaves it escapes)",
 }
+
+
+def firewall_row(firewall: dict[str, Any] | None) -> str | None:
+    """The firewall check's row (None from a keeper that has no check)."""
+    if not firewall:
+        return None
+    if not firewall.get("enabled"):
+        return "not checked ([firewall] enabled = false)"
+    last = firewall.get("last")
+    if not last:
+        return "checking now" if firewall.get("checking") else "not checked yet"
+    text = last["summary"]
+    unknown = [p for p in last["protocols"].values() if p["status"] == "unknown"]
+    if unknown and len({p["reason"] for p in unknown}) == 1:
+        text += f": {unknown[0]['reason']}"
+    elif unknown:
+        text += "; " + "; ".join(f"{p['protocol'].upper()}: {p['reason']}" for p in unknown)
+    return text
+
+
+def firewall_problem(firewall: dict[str, Any] | None) -> str | None:
+    """The problem line of a blocked port: what, why, and the fix."""
+    last = (firewall or {}).get("last")
+    if not last or last["status"] != "blocked":
+        return None
+    blocked = [p for p in last["protocols"].values() if p["status"] == "blocked"]
+    which = " and ".join(p["protocol"].upper() for p in blocked)
+    text = f"the firewall blocks inbound {which} to the node's port {last['port']}: "
+    text += blocked[0]["reason"]
+    if all(p.get("allow_fixes") for p in blocked):
+        return text + f"; fix: `nodekeeper firewall allow` ({last['fix_note']})"
+    return text + f"; fix ({last['fix_note']}): " + " && ".join(last["fix"])
 
 
 def update_rows(update: dict[str, Any] | None, now: float | None = None) -> list[tuple[str, str]]:

@@ -12,7 +12,8 @@ nodekeeper.keeper`, in the order the parts need each other:
    keeper's own update loop when nodekeeper-launcher started this keeper.
 
 `Keeper.serve` then runs them beside the status API until the supervisor is asked to
-shut down. A keeper without ``[update]`` builds the supervisor alone and never imports
+shut down, with the firewall check (`keeper.firewall_watch`, unless ``[firewall] enabled
+= false``) alongside. A keeper without ``[update]`` builds the supervisor alone and never imports
 the updater (its idle memory, bench/supervisor_bench.py).
 """
 
@@ -35,6 +36,7 @@ from nodekeeper.keeper.supervisor import Supervisor
 from nodekeeper.platform.base import Platform
 
 if TYPE_CHECKING:  # the updater's modules load only for a keeper with [update]
+    from nodekeeper.keeper.firewall_watch import FirewallWatch
     from nodekeeper.keeper.reports import Reporter
     from nodekeeper.updater.cycle import UpdateCycle
     from nodekeeper.updater.interfaces import ErrorSink
@@ -85,6 +87,8 @@ class Keeper:
     config: KeeperConfig
     supervisor: Supervisor
     updating: Updating | None
+    # The firewall check (decision 065); None when [firewall] enabled = false.
+    firewall: FirewallWatch | None = None
 
     @classmethod
     def build(
@@ -94,9 +98,18 @@ class Keeper:
         output, ``errors`` is the error index. Raises ConfigError for what only the
         supervisor can check (CPU cores, the probe)."""
         if config.update is None:
-            return cls(config, Supervisor(config, platform, sink=sink, errors=errors), None)
+            supervisor = Supervisor(config, platform, sink=sink, errors=errors)
+            return cls(config, supervisor, None, _firewall_watch(config, supervisor, errors))
         updating = _build_updating(config, platform, sink=sink, index=errors)
-        return cls(config, updating.supervisor, updating)
+        firewall = _firewall_watch(config, updating.supervisor, errors)
+        return cls(config, updating.supervisor, updating, firewall)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status API's body: the supervisor's (with the updater's parts when it
+        updates) and the firewall's verdict."""
+        data = self.supervisor.snapshot() if self.updating is None else self.updating.snapshot()
+        data["firewall"] = self.firewall.snapshot() if self.firewall else {"enabled": False}
+        return data
 
     async def serve(self) -> None:
         """Serve the status API and supervise until `supervisor.request_shutdown()`
@@ -105,11 +118,10 @@ class Keeper:
         from nodekeeper.keeper.api import serve_status
 
         supervisor, updating = self.supervisor, self.updating
-        # The API finds ``check_now`` (POST /update/check) on the snapshot's object.
-        snapshot = supervisor.snapshot if updating is None else updating.snapshot
+        check = updating.check_now if updating is not None else None  # POST /update/check
         host, port = self.config.status_host_port()
         try:
-            server = await serve_status(host, port, snapshot)
+            server = await serve_status(host, port, self.snapshot, check)
         except OSError as exc:
             raise CommandError(
                 f"cannot serve the status API on {host}:{port} ({exc.strerror}); "
@@ -137,6 +149,8 @@ class Keeper:
         _on_stop_signals(stop)
         log.info("keeper started; status on http://%s:%d/status", host, port)
         background = updating.start() if updating is not None else []
+        if self.firewall is not None:
+            background.append(asyncio.create_task(self.firewall.run()))
         try:
             await supervisor.run()
         finally:
@@ -207,6 +221,23 @@ def _build_updating(
         errors=errors,
     )
     return Updating(supervisor, reporter, machine, cycle, self_cycle)
+
+
+def _firewall_watch(
+    config: KeeperConfig, supervisor: Supervisor, index: ErrorSink
+) -> FirewallWatch | None:
+    """The firewall check, on the node's program as the supervisor runs it now (it
+    changes with every update). Its entries go to the error index only (no reports:
+    decision 065)."""
+    if not config.firewall.enabled:
+        return None
+    from nodekeeper.keeper.firewall_watch import FirewallWatch
+
+    def program() -> str | None:
+        command = supervisor.command
+        return command[0] if command else None
+
+    return FirewallWatch(config, program, index)
 
 
 def node_platform(config: KeeperConfig) -> Platform:

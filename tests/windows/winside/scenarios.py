@@ -543,6 +543,15 @@ async def shim_adopt() -> dict[str, Any]:
             win32api.TerminateProcess(shim, 1)
 
 
+async def firewall() -> dict[str, Any]:
+    """The firewall check under Wine: winside/firewall_side.py (the runtime's ._pth keeps
+    this directory off sys.path, so it is run by path)."""
+    import runpy
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    return await runpy.run_path(os.path.join(here, "firewall_side.py"))["scenario"]()
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "runtime": runtime,
     "tree_kill": tree_kill,
@@ -559,6 +568,7 @@ SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "shim_killed": shim_killed,
     "shim_graceful": shim_graceful,
     "shim_adopt": shim_adopt,
+    "firewall": firewall,
 }
 
 if __name__ == "__main__":
