@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint system-packages bench clean
+.PHONY: run test lint system-packages bench clean msi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,8 +42,12 @@ test: $(STAMP) system-packages lint
 test-fast: $(STAMP) lint
 	$(VENV)/bin/pytest -n $(TEST_FAST_WORKERS) -m "not e2e and not wine and not postgres"
 
+# The Windows installer, built here on Linux: dist/nodekeeper-<version>-x64.msi (decision 066).
+msi: $(STAMP) system-packages
+	$(PY) installer/build.py --out dist
+
 bench: $(STAMP) system-packages
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

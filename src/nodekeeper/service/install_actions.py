@@ -13,8 +13,12 @@ before it starts):
 3. sets the node up with the properties (``storagenode setup``'s own code) when they are
    given and the node is not set up yet; without them the node is left in needs-setup for
    the tray app's wizard;
-4. gives the data directory its ACLs (``acl.py``);
-5. sets the service's recovery actions (``windows_config.configure``).
+4. adds the inbound firewall rules for the node's port, TCP and UDP (QUIC), with the
+   commands ``nodekeeper firewall allow`` runs (``firewall.netsh``): scoped to the
+   runtime's python.exe when the node runs from it, to the port alone when the keeper
+   installs the node from a control plane (its path changes with every update);
+5. gives the data directory its ACLs (``acl.py``);
+6. sets the service's recovery actions (``windows_config.configure``).
 
 A failure exits 1, which fails the install: Windows Installer then rolls back what it did,
 and this action removes what it wrote itself. Its message goes to stderr, to the MSI's
@@ -22,7 +26,8 @@ verbose log when there is one (``--msi-log [MsiLogFileLocation]``) and to
 ``<data dir>\\install-error.log``, because an exe custom action has no other way into the
 installer's log.
 
-``remove`` (uninstall, not upgrade): deletes the ``__pycache__`` directories Python wrote
+``remove`` (uninstall, not upgrade): deletes the firewall rules and the ``__pycache__``
+directories Python wrote
 beside the program (Windows Installer removes only the files it installed) and, with
 ``--remove-data 1``, the data directory. Without it the node's data, identity and config
 stay: a storage node's data is the operator's income.
@@ -44,6 +49,7 @@ from pathlib import Path
 from nodekeeper.service import windows_config
 
 NODE_DIR = "storagenode"
+NETSH_TIMEOUT = 30.0
 KEEPER_CONFIG = "keeper.toml"
 ERROR_LOG = "install-error.log"
 DEFAULT_PORT = 28967  # Storj's, which home routers are usually already forwarding
@@ -209,6 +215,8 @@ def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
                     created.append(node_dir)
                 set_up_node(plan, node_dir)
                 done.append(f"set the node up in {node_dir}, pieces in {plan.storage_dir}")
+            program = None if props.server_url else str(runtime / "python.exe")
+            done += firewall_rules(int(plan.listen.rsplit(":", 1)[1]), program, add=True)
         from nodekeeper.service import acl
 
         done += acl.secure(data_dir, node_dir)
@@ -225,8 +233,46 @@ def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
     return done
 
 
+def firewall_rules(port: int, program: str | None, *, add: bool) -> list[str]:
+    """Run netsh's delete-then-add (or delete) for the node's port; returns what it did.
+    A refused add fails the install (ActionFailed): a node nobody can reach is what the
+    operator installed it to avoid."""
+    import os
+    import subprocess
+
+    from nodekeeper.firewall import netsh
+
+    root = os.environ.get("SYSTEMROOT") or os.environ.get("WINDIR") or "C:\\Windows"
+    exe = os.path.join(root, "System32", "netsh.exe")
+    commands = netsh.allow_commands(port, program) if add else netsh.remove_commands(port)
+    done = []
+    for command in commands:
+        line = command.with_executable(exe)
+        try:
+            result = subprocess.run(
+                line, capture_output=True, timeout=NETSH_TIMEOUT, stdin=subprocess.DEVNULL
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ActionFailed(f"netsh did not run ({exc}): {line}") from None
+        if result.returncode != 0 and not command.ignore_failure:
+            raise ActionFailed(f"netsh refused (exit {result.returncode}): {line}")
+        done.append(f"firewall: {line} (exit {result.returncode})")
+    return done
+
+
 def remove(data_dir: Path, runtime: Path | None, remove_data: bool) -> list[str]:
     done = []
+    try:
+        from nodekeeper.firewall.target import node_listen
+
+        listen = node_listen(data_dir / NODE_DIR)
+    except (ValueError, OSError):
+        listen = None
+    if listen is not None and listen[0].rsplit(":", 1)[-1].isdigit():
+        try:
+            done += firewall_rules(int(listen[0].rsplit(":", 1)[1]), None, add=False)
+        except ActionFailed as exc:  # uninstall goes on: the rules only admit traffic
+            done.append(f"firewall rules not removed: {exc}")
     if runtime is not None and runtime.is_dir():
         caches = [p for p in runtime.rglob("__pycache__") if p.is_dir()]
         for cache in caches:
