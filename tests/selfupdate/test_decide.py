@@ -29,6 +29,37 @@ def test_boot_without_pending_starts_current_without_probation(current: str | No
     assert decide.at_boot(state, NOW) == (state, Launch(current, probation=False))
 
 
+# The installer (MSI upgrade) and the self-update both bring keepers: the newer wins,
+# in either order (decision 066).
+@pytest.mark.parametrize(
+    ("runtime", "current", "pending", "expected"),
+    [
+        # An installer upgrade newer than the self-updated keeper: the runtime's runs.
+        ("0.4.0", "0.3.0", None, Launch(None, probation=False)),
+        ("0.10.0", "0.9.0", None, Launch(None, probation=False)),
+        # The self-updated keeper is newer than (or as new as) the installed one: it stays.
+        ("0.2.0", "0.3.0", None, Launch("0.3.0", probation=False)),
+        ("0.3.0", "0.3.0", None, Launch("0.3.0", probation=False)),
+        # No self-updated keeper: the runtime's, as always.
+        ("0.2.0", None, None, Launch(None, probation=False)),
+        # A newer keeper on probation keeps its probation; an older one gives way.
+        ("0.4.0", "0.3.0", "0.5.0", Launch("0.5.0", probation=True)),
+        ("0.4.0", "0.2.0", "0.3.0", Launch(None, probation=False)),
+        # Not plain X.Y.Z: unsure, so nothing switches.
+        ("0.4.0-rc.1", "0.3.0", None, Launch("0.3.0", probation=False)),
+    ],
+)
+def test_the_newer_of_the_installed_and_the_self_updated_keeper_runs(
+    runtime: str, current: str | None, pending: str | None, expected: Launch
+) -> None:
+    waiting = Pending(pending, 1) if pending else None
+    state = State(current=current, previous="0.1.0", pending=waiting)
+    new, launch = decide.at_boot(state, NOW, runtime)
+    assert launch == expected
+    if expected.version is None and current is not None:
+        assert (new.current, new.previous, new.pending) == (None, current, None)
+
+
 @pytest.mark.parametrize("attempts", range(MAX_ATTEMPTS))
 def test_boot_with_pending_retries_its_probation_and_counts_it(attempts: int) -> None:
     state = State(current="1.0.0", pending=Pending("1.1.0", attempts))

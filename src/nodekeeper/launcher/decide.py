@@ -77,9 +77,39 @@ def _add_failed(failed: tuple[str, ...], version: str) -> tuple[str, ...]:
 # -- boot ------------------------------------------------------------------------------
 
 
-def at_boot(state: State, now: float) -> tuple[State, Launch]:
+def newer(a: str, b: str | None) -> bool:
+    """``a`` is a strictly higher X.Y.Z than ``b`` (None: nothing to compare: False).
+    Versions that are not plain X.Y.Z (pre-releases) never win: unsure means no switch."""
+
+    def numbers(version: str) -> tuple[int, ...] | None:
+        parts = version.split(".")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            return None
+        return tuple(int(p) for p in parts)
+
+    if b is None:
+        return False
+    left, right = numbers(a), numbers(b)
+    return left is not None and right is not None and left > right
+
+
+def at_boot(
+    state: State, now: float, runtime_version: str | None = None
+) -> tuple[State, Launch]:
     """What to start when the launcher starts. A pending version means the last launcher
-    stopped mid-probation (killed, power cut): try it again until MAX_ATTEMPTS."""
+    stopped mid-probation (killed, power cut): try it again until MAX_ATTEMPTS.
+
+    The installer and the self-update both bring keepers; the newer one wins, whichever
+    way it came. ``runtime_version`` is the installed runtime's own keeper: when an
+    installer upgrade made it newer than the self-updated current (and than a pending
+    one), the runtime's keeper runs and the self-updated one becomes ``previous``. An
+    older installer (a repair, a downgrade of the runtime alone) never replaces a newer
+    self-updated keeper."""
+    if runtime_version is not None and newer(runtime_version, state.current):
+        pending = state.pending.version if state.pending else None
+        if pending is None or newer(runtime_version, pending):
+            state = replace(state, current=None, previous=state.current, pending=None)
+            return state, Launch(None, probation=False)
     pending = state.pending
     if pending is None:
         return state, Launch(state.current, probation=False)

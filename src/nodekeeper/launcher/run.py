@@ -18,6 +18,8 @@ import threading
 import time
 from dataclasses import replace
 
+from nodekeeper import __version__
+
 from . import decide, statefile
 from .child import KeeperProcess
 from .decide import Launch, State, Verdict
@@ -70,7 +72,14 @@ class Launcher:
         # a launcher that died in between is stale (the keeper asks again next cycle).
         statefile.remove_request(s.state_dir)
         self.state = self._load()
-        self.state, launch = decide.at_boot(self.state, time.time())
+        before = self.state.current
+        self.state, launch = decide.at_boot(self.state, time.time(), __version__)
+        if before is not None and self.state.current is None:
+            log.info(
+                "the installed keeper %s is newer than the self-updated %s: running it",
+                __version__,
+                before,
+            )
         self._save()
         failures = 0
         while not self._stop.is_set():
