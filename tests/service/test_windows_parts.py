@@ -1,0 +1,98 @@
+"""The Windows service's pure parts, on Linux: its registration values, the install
+action's decisions, the ACL rules. What they do on Windows: tests/windows/test_msi_wine.py."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path, PureWindowsPath
+
+import pytest
+
+from nodekeeper.node_settings import InvalidSetting
+from nodekeeper.service import acl, install_actions, windows_config
+from nodekeeper.service.install_actions import ActionFailed, Properties, plan_node
+
+WALLET = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+@pytest.mark.parametrize(
+    ("image", "quoted"),
+    [
+        (r"C:\Program Files\nk\python.exe -m x --config C:\a b\k.toml",
+         r'"C:\Program Files\nk\python.exe" -m x --config C:\a b\k.toml'),
+        (r'"C:\Program Files\nk\python.exe" -m x', r'"C:\Program Files\nk\python.exe" -m x'),
+        (r"C:\nk\python.exe -m x", r"C:\nk\python.exe -m x"),  # no space: nothing to guard
+        ("no program here", "no program here"),
+    ],
+)  # fmt: skip
+def test_the_service_path_is_quoted_when_it_has_spaces(image: str, quoted: str) -> None:
+    assert windows_config.quoted_image_path(image) == quoted
+
+
+def test_recovery_restarts_after_1_10_60_seconds_and_resets_after_a_day() -> None:
+    recovery = windows_config.RECOVERY
+    assert recovery.actions() == [(1, 1_000), (1, 10_000), (1, 60_000)]
+    assert recovery.reset_seconds == 86_400 and recovery.failure_flag is True
+    # Pre-shutdown outlasts the launcher's own stop chain.
+    assert windows_config.preshutdown_ms(45.0) == 60_000
+
+
+def test_the_keeper_config_runs_the_runtimes_node_unless_a_server_is_given() -> None:
+    runtime = Path(PureWindowsPath(r"C:\Program Files\nodekeeper\runtime"))
+    plain = tomllib.loads(install_actions.keeper_config_text(runtime, ""))
+    assert plain["data_dir"] == "."
+    assert plain["node"]["command"][0].endswith("python.exe")
+    assert plain["node"]["command"][1:4] == ["-m", "storagenode", "run"]
+    assert "update" not in plain
+    managed = tomllib.loads(install_actions.keeper_config_text(runtime, "https://cp.example/"))
+    assert managed["update"] == {"server": "https://cp.example/"}
+    with pytest.raises(ActionFailed, match="quotes"):
+        install_actions.keeper_config_text(runtime, "https://x/'")
+
+
+def test_no_node_properties_leave_the_node_to_the_wizard() -> None:
+    assert plan_node(Properties()) is None
+    assert plan_node(Properties(server_url="https://cp.example/")) is None
+
+
+def test_a_partial_node_setup_names_what_is_missing() -> None:
+    with pytest.raises(ActionFailed, match="missing ALLOCATION, EMAIL, ADDRESS"):
+        plan_node(Properties(storage_dir="/tmp", wallet=WALLET))
+    with pytest.raises(ActionFailed, match="IDENTITY_DIR and PORT set up a node"):
+        plan_node(Properties(port="28967"))
+
+
+def test_the_node_properties_are_checked_by_the_shared_validators(tmp_path: Path) -> None:
+    good = Properties(
+        storage_dir=str(tmp_path / "pieces"), allocation="1MB", wallet=WALLET,
+        email="op@example.com", address="node.example.com:28967",
+    )  # fmt: skip
+    plan = plan_node(good)
+    assert plan is not None and plan.listen == "0.0.0.0:28967"
+    assert plan.wallet == WALLET and plan.external_address == "node.example.com:28967"
+    assert plan_node(Properties(**{**good.__dict__, "port": "30000"})).listen == "0.0.0.0:30000"
+    bad = Properties(**{**good.__dict__, "wallet": WALLET[:-1] + WALLET[-1].swapcase()})
+    with pytest.raises(InvalidSetting) as refused:
+        plan_node(bad)
+    assert refused.value.field == "wallet"
+
+
+def test_a_failing_configure_leaves_nothing_and_says_which_property(tmp_path: Path) -> None:
+    data = tmp_path / "ProgramData" / "nodekeeper"
+    bad = Properties(
+        storage_dir=str(tmp_path / "pieces"), allocation="1MB", wallet="0x123",
+        email="op@example.com", address="node.example.com:28967",
+    )  # fmt: skip
+    with pytest.raises(ActionFailed, match=r"^WALLET: "):
+        install_actions.configure(data, tmp_path / "runtime", bad)
+    assert not data.exists()
+    argv = ["configure", "--data-dir", f"{data} ", "--runtime", f"{tmp_path} ",
+            "--wallet", "0x123 ", "--storage-dir", "x "]  # fmt: skip
+    code = install_actions.main(argv)
+    assert code == 1 and not data.exists()
+
+
+def test_users_read_the_data_directory_but_never_the_nodes_key() -> None:
+    rules = {rule.relative: dict(rule.grants) for rule in acl.RULES}
+    assert rules[""] == {acl.SYSTEM: acl.FULL, acl.ADMINISTRATORS: acl.FULL, acl.USERS: acl.READ}
+    assert rules["storagenode"] == {acl.SYSTEM: acl.FULL, acl.ADMINISTRATORS: acl.FULL}
