@@ -107,7 +107,9 @@ def test_two_builds_of_the_same_tree_give_the_same_tables(tmp_path: Path) -> Non
     assert "Tcpip[~]Dnscache[~][~]" in a["ServiceInstall"]
     for action in ("SetPythonExe", "Configure", "Unconfigure"):
         assert re.search(rf"^{action}\t", a["CustomAction"], re.M), a["CustomAction"]
-    assert "Configure\tNOT REMOVE" in a["InstallExecuteSequence"]
+    sequence = a["InstallExecuteSequence"]
+    assert "Configure\tNOT REMOVE\t5850" in sequence  # after InstallServices, before start
+    assert "AND NOT UPGRADINGPRODUCTCODE\t3450" in sequence  # after DeleteServices
     assert build.UPGRADE_CODE in a["Upgrade"]
 
 

@@ -103,7 +103,8 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     removed = msi.uninstall(msis["next"])
     assert removed.code == 0, removed.log[-3000:]
     assert "missing" in msi.service()
-    assert not msi.program_files.exists() or not any(msi.program_files.rglob("*.py"))
+    assert "nodekeeper install action: kept C:\\ProgramData\\nodekeeper" in removed.log
+    assert not msi.program_files.exists() or not any(msi.program_files.rglob("*.py*"))
     assert (msi.data / "keeper.toml").exists()
 
 
@@ -166,6 +167,14 @@ def test_a_silent_install_with_properties_sets_the_node_up_and_runs_it(
     # Started again by hand (a real Windows restarts it after 1 s): the same node.
     assert msi.wine.run_exe("sc", "start", "nodekeeper").returncode == 0
     wait(lambda: (s := status()) and s["state"] == "running", 90, "the node again")
+
+    # Uninstall asking for the data to go: rules, service, program and data all gone.
+    removed = msi.uninstall(msis["current"], REMOVE_DATA="1")
+    assert removed.code == 0, removed.log[-3000:]
+    for protocol in ("TCP", "UDP"):
+        assert f'delete rule name="nodekeeper storagenode {protocol} {port}"' in removed.log
+    assert "missing" in msi.service()
+    assert not msi.data.exists()
 
 
 def test_a_bad_property_fails_the_install_and_changes_nothing(
