@@ -138,9 +138,9 @@ def test_a_silent_install_with_properties_sets_the_node_up_and_runs_it(
     # The rules for the node's port, TCP and QUIC's UDP, scoped to the program that runs
     # the node (Wine has no firewall: that the commands ran is what can be seen here).
     for protocol in ("TCP", "UDP"):
+        rule = f'name="nodekeeper storagenode {protocol} {port}"'
         added = [line for line in installed.log.splitlines()
-                 if "firewall:" in line and f'name="nodekeeper storagenode {protocol} {port}"' in line
-                 and " add rule " in line]  # fmt: skip
+                 if "firewall:" in line and rule in line and " add rule " in line]  # fmt: skip
         assert added and "python.exe" in added[0] and "(exit 0)" in added[0], installed.log[-3000:]
 
     # The data directory: readable by users; the node's key and token: not. Wine accepts
