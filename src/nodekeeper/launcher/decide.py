@@ -93,9 +93,7 @@ def newer(a: str, b: str | None) -> bool:
     return left is not None and right is not None and left > right
 
 
-def at_boot(
-    state: State, now: float, runtime_version: str | None = None
-) -> tuple[State, Launch]:
+def at_boot(state: State, now: float, runtime_version: str | None = None) -> tuple[State, Launch]:
     """What to start when the launcher starts. A pending version means the last launcher
     stopped mid-probation (killed, power cut): try it again until MAX_ATTEMPTS.
 
