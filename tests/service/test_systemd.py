@@ -160,7 +160,10 @@ def test_each_stop_timeout_outlasts_the_one_below_it(
 
 
 def test_hardening() -> None:
-    service = sections(render_unit(SPEC))["Service"]
+    # An interpreter outside /tmp, wherever this checkout lives (a clone in /tmp gets
+    # PrivateTmp=no, by design: test_a_config_under_tmp_keeps_the_real_tmp_visible).
+    spec = replace(SPEC, python=Path("/opt/nodekeeper/venv/bin/python"))
+    service = sections(render_unit(spec))["Service"]
     expected = {
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",

@@ -57,8 +57,9 @@ def build_msis(out: Path) -> dict[str, Path]:
 @dataclass
 class Msiexec:
     code: int
-    log: str
+    log: str  # the verbose log file, then msiexec's console output
     seconds: float
+    log_file: str = ""  # the verbose log file alone
 
 
 class MsiSession:
@@ -82,7 +83,7 @@ class MsiSession:
         raw = log.read_bytes() if log.exists() else b""
         # Windows writes the verbose log in UTF-16 with a BOM, Wine in plain 8-bit.
         text = raw.decode("utf-16") if raw[:2] == b"\xff\xfe" else raw.decode("utf-8", "replace")
-        return Msiexec(done.returncode, text + done.output, time.monotonic() - started)
+        return Msiexec(done.returncode, text + done.output, time.monotonic() - started, text)
 
     def install(self, msi: Path, **properties: str) -> Msiexec:
         props = [f"{k}={v}" for k, v in properties.items()]

@@ -156,6 +156,28 @@ def test_a_silent_install_with_properties_sets_the_node_up_and_runs_it(
         in installed.log
     )
 
+    # sc stop with the node running: the keeper stops it through its shutdown URL (Wine
+    # cannot deliver CTRL_BREAK), the node says so in its log, and nothing is left.
+    record = json.loads((msi.data / "state" / "node.json").read_text())
+    pids = [service["pid"], healthy["pid"], record["shim"]["pid"]]
+    assert msi.wine.run_exe("sc", "stop", "nodekeeper").returncode == 0
+    msi.wait_state(STOPPED, 90)
+    wait(lambda: not msi.alive(pids), 30, f"{pids} to end after sc stop")
+    node_log = (msi.data / "logs" / "storagenode.log").read_text()
+    assert "node stopped" in node_log.rsplit("stopping", 1)[-1], node_log[-2000:]
+
+    # Upgrade with the node set up: the new program runs the same node, with the same
+    # identity, config and pieces.
+    kept = {p: digest(p) for p in (msi.data / "storagenode" / "identity.key",
+                                    msi.data / "storagenode" / "config.toml",
+                                    msi.data / "keeper.toml")}  # fmt: skip
+    upgraded = msi.install(msis["next"])
+    assert upgraded.code == 0, upgraded.log[-3000:]
+    service = msi.wait_state(RUNNING, 60)
+    healthy = wait(lambda: (s := status()) and s["state"] == "running" and s, 90, "the node")
+    assert {p: digest(p) for p in kept} == kept
+    assert (pieces).is_dir() and pulse(7778)
+
     # The service process killed outright: its job takes the keeper, the node's shim sees
     # the launcher gone and stops the node (Wine: killed after the stop timeout, since it
     # cannot deliver CTRL_BREAK). Wine's SCM has no recovery actions: it stays stopped.
@@ -169,7 +191,7 @@ def test_a_silent_install_with_properties_sets_the_node_up_and_runs_it(
     wait(lambda: (s := status()) and s["state"] == "running", 90, "the node again")
 
     # Uninstall asking for the data to go: rules, service, program and data all gone.
-    removed = msi.uninstall(msis["current"], REMOVE_DATA="1")
+    removed = msi.uninstall(msis["next"], REMOVE_DATA="1")
     assert removed.code == 0, removed.log[-3000:]
     for protocol in ("TCP", "UDP"):
         assert f'delete rule name="nodekeeper storagenode {protocol} {port}"' in removed.log
@@ -190,7 +212,9 @@ def test_a_bad_property_fails_the_install_and_changes_nothing(
         ADDRESS="node.example.com:28967",
     )
     assert failed.code != 0
-    assert "WALLET" in failed.log and "checksum" in failed.log, failed.log[-3000:]
+    # In the verbose MSI log itself: the action appends to it ([MsiLogFileLocation]).
+    said = [line for line in failed.log_file.splitlines() if "nodekeeper install action" in line]
+    assert any("FAILED: WALLET" in line and "checksum" in line for line in said), failed.log[-3000:]
     assert "missing" in msi.service()
     assert not msi.program_files.exists() or not any(msi.program_files.rglob("*.exe"))
     assert not (msi.data / "keeper.toml").exists()
