@@ -120,6 +120,7 @@ def render(files: Iterable[PurePosixPath], source: str, version: str) -> str:
         "product_code": guid("product", version),
         "package_code": guid("package", version, files_key),
         "upgrade_code": UPGRADE_CODE,
+        "menu_guid": guid("component", "start-menu"),
         "runtime_tree": "\n".join(lines),
         "component_refs": "\n".join(f'      <ComponentRef Id="{c}" />' for c in components),
     }

@@ -90,7 +90,7 @@ def tables(msi: Path) -> dict[str, str]:
         table: "\n".join(sorted(subprocess.run(["msiinfo", "export", str(msi), table],
                           capture_output=True, text=True, check=True).stdout.splitlines()))
         for table in ("File", "Component", "Directory", "ServiceInstall", "ServiceControl",
-                      "CustomAction", "InstallExecuteSequence", "Upgrade", "Property")
+                      "CustomAction", "InstallExecuteSequence", "Upgrade", "Property", "Shortcut")
     }  # fmt: skip
 
 
@@ -111,6 +111,7 @@ def test_two_builds_of_the_same_tree_give_the_same_tables(tmp_path: Path) -> Non
     assert "Configure\tNOT REMOVE\t5850" in sequence  # after InstallServices, before start
     assert "AND NOT UPGRADINGPRODUCTCODE\t3450" in sequence  # after DeleteServices
     assert build.UPGRADE_CODE in a["Upgrade"]
+    assert "\tmenu\t[DATADIR]logs\t" in a["Shortcut"]  # the Start menu: the logs folder
 
 
 @needs_wixl

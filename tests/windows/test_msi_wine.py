@@ -79,6 +79,8 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert "keeper answers: service running" in launcher_log
     seen = wait(lambda: (s := status()) and s["state"] == NEEDS_SETUP and s, 60, "needs-setup")
     assert seen["pid"] is None or isinstance(seen["pid"], int)
+    menu = msi.prefix_path("C:\\ProgramData\\Microsoft\\Windows\\Start Menu\\Programs\\nodekeeper")
+    assert (menu / "nodekeeper logs.lnk").is_file(), list(menu.parent.iterdir())
     keeper_config = (msi.data / "keeper.toml").read_text()
     assert "[update]" not in keeper_config  # no SERVER_URL: the runtime's own node
 
@@ -106,6 +108,7 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert "nodekeeper install action: kept C:\\ProgramData\\nodekeeper" in removed.log
     assert not msi.program_files.exists() or not any(msi.program_files.rglob("*.py*"))
     assert (msi.data / "keeper.toml").exists()
+    assert not (menu / "nodekeeper logs.lnk").exists()
 
 
 WALLET = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55's own example
