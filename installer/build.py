@@ -46,6 +46,12 @@ SERVICE_EXE = PurePosixPath("python.exe")
 # added Dnscache after nodes failed to resolve their satellites at boot).
 SERVICE_DEPENDENCIES = ("Tcpip", "Dnscache")
 BAD_LINE = re.compile(r"\b(CRITICAL|ERROR)\b")
+# Public properties a UAC-elevated install must pass from the client to the deferred
+# actions (Windows Installer drops any not listed); wixl lists only its own.
+SECURE_PROPERTIES = (
+    "STORAGE_DIR", "ALLOCATION", "WALLET", "EMAIL", "ADDRESS", "PORT", "IDENTITY_DIR",
+    "SERVER_URL", "REMOVE_DATA", "WIX_DOWNGRADE_DETECTED", "WIX_UPGRADE_DETECTED",
+)  # fmt: skip
 
 
 class BuildError(Exception):
@@ -217,7 +223,17 @@ def build(runtime: Path | None, version: str, out_dir: Path) -> Path:
         wxs.write_text(render(runtime_files(runtime), "source", version), encoding="utf-8")
         output = out_dir / f"nodekeeper-{version}-x64.msi"
         run_wixl(wxs, output)
+        secure_properties(output)
     return output
+
+
+def secure_properties(msi: Path) -> None:
+    value = ";".join(SECURE_PROPERTIES)
+    query = f"UPDATE `Property` SET `Value` = '{value}' WHERE `Property` = 'SecureCustomProperties'"
+    done = subprocess.run(["msibuild", str(msi), "-q", query], capture_output=True, text=True)
+    if done.returncode != 0 or BAD_LINE.search(done.stderr):
+        msi.unlink(missing_ok=True)
+        raise BuildError(f"msibuild could not list the secure properties: {done.stderr.strip()}")
 
 
 def main(argv: list[str] | None = None) -> int:

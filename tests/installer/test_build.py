@@ -111,6 +111,8 @@ def test_two_builds_of_the_same_tree_give_the_same_tables(tmp_path: Path) -> Non
     assert "Configure\tNOT REMOVE\t5850" in sequence  # after InstallServices, before start
     assert "AND NOT UPGRADINGPRODUCTCODE\t3450" in sequence  # after DeleteServices
     assert build.UPGRADE_CODE in a["Upgrade"]
+    secure = re.search(r"^SecureCustomProperties\t(.*)$", a["Property"], re.M)
+    assert secure and {"STORAGE_DIR", "WALLET", "REMOVE_DATA"} <= set(secure.group(1).split(";"))
     assert "\tmenu\t[DATADIR]logs\t" in a["Shortcut"]  # the Start menu: the logs folder
 
 

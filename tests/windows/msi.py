@@ -137,7 +137,15 @@ class MsiSession:
         """A C:\\ path as the Linux side sees it."""
         drive, _, rest = windows.partition(":\\")
         assert drive.upper() == "C", windows
-        return Path(self.wine.env["WINEPREFIX"]) / "drive_c" / rest.replace("\\", "/")
+        path = Path(self.wine.env["WINEPREFIX"]) / "drive_c"
+        for part in filter(None, rest.split("\\")):  # Windows is case-insensitive
+            found = (
+                [p for p in path.iterdir() if p.name.lower() == part.lower()]
+                if path.is_dir()
+                else []
+            )
+            path = found[0] if found else path / part
+        return path
 
     def acls(self, paths: list[str]) -> dict[str, Any]:
         return dict(

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from nodekeeper.launcher import statefile
+from nodekeeper.launcher.decide import State
+from nodekeeper.launcher.protocol import state_dir, versions_dir
 from nodekeeper.service.acl import ADMINISTRATORS, SYSTEM, USERS
+from tests.selfupdate.keepers import build_keeper, install
 from tests.support import free_port
 from tests.windows.msi import MsiSession, build_msis, exclusive, status, wait
 from tests.windows.wine import WineRuntime
@@ -51,6 +56,12 @@ def pulse(port: int) -> bool:
         return False
 
 
+def last_started(msi: MsiSession) -> str:
+    """The keeper the service's launcher started last, as its log names it."""
+    log = (msi.data / "logs" / "launcher.log").read_text()
+    return re.findall(r"started keeper (.+?) \(pid", log)[-1]
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -79,8 +90,13 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert "keeper answers: service running" in launcher_log
     seen = wait(lambda: (s := status()) and s["state"] == NEEDS_SETUP and s, 60, "needs-setup")
     assert seen["pid"] is None or isinstance(seen["pid"], int)
-    menu = msi.prefix_path("C:\\ProgramData\\Microsoft\\Windows\\Start Menu\\Programs\\nodekeeper")
-    assert (menu / "nodekeeper logs.lnk").is_file(), list(menu.parent.iterdir())
+    # The Start menu's logs folder (Wine keeps the all-users menu in its one user's profile).
+    menu = "**/Start Menu/Programs/nodekeeper/nodekeeper logs.lnk"
+    links = [
+        *msi.prefix_path("C:\\ProgramData").glob(menu),
+        *msi.prefix_path("C:\\users").glob(menu),
+    ]
+    assert len(links) == 1, links
     keeper_config = (msi.data / "keeper.toml").read_text()
     assert "[update]" not in keeper_config  # no SERVER_URL: the runtime's own node
 
@@ -93,13 +109,27 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert status() is None
     assert "stopping keeper" in (msi.data / "logs" / "launcher.log").read_text()
 
-    # Upgrade: a higher version replaces the program and keeps the config and state.
+    # Upgrade: a higher version replaces the program and keeps the config and state. A
+    # keeper that updated itself to a newer version than the installer's keeps running
+    # (decision 066: the newer keeper wins, whichever way it came).
+    install(build_keeper("good", "0.2.0", msi.work / "rel"), versions_dir(msi.data))
+    statefile.save_state(state_dir(msi.data), State(current="0.2.0"))
     before = digest(msi.data / "keeper.toml")
     upgraded = msi.install(msis["next"])
     assert upgraded.code == 0, upgraded.log[-3000:]
     msi.wait_state(RUNNING, 60)
     assert digest(msi.data / "keeper.toml") == before
     assert "kept C:\\ProgramData\\nodekeeper\\keeper.toml" in upgraded.log
+    assert last_started(msi) == "0.2.0"
+    # The other order: the self-updated keeper is older than the installed one.
+    assert msi.wine.run_exe("sc", "stop", "nodekeeper").returncode == 0
+    msi.wait_state(STOPPED, 90)
+    statefile.save_state(state_dir(msi.data), State(current="0.0.9"))
+    assert msi.wine.run_exe("sc", "start", "nodekeeper").returncode == 0
+    msi.wait_state(RUNNING, 60)
+    launcher_log = (msi.data / "logs" / "launcher.log").read_text()
+    assert "the installed keeper 0.1.0 is newer than the self-updated 0.0.9" in launcher_log
+    assert last_started(msi) == "the runtime's keeper"
 
     # Uninstall: service and program gone, the data kept.
     removed = msi.uninstall(msis["next"])
@@ -108,7 +138,7 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert "nodekeeper install action: kept C:\\ProgramData\\nodekeeper" in removed.log
     assert not msi.program_files.exists() or not any(msi.program_files.rglob("*.py*"))
     assert (msi.data / "keeper.toml").exists()
-    assert not (menu / "nodekeeper logs.lnk").exists()
+    assert not links[0].exists()
 
 
 WALLET = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55's own example
@@ -215,9 +245,12 @@ def test_a_bad_property_fails_the_install_and_changes_nothing(
         ADDRESS="node.example.com:28967",
     )
     assert failed.code != 0
-    # In the verbose MSI log itself: the action appends to it ([MsiLogFileLocation]).
-    said = [line for line in failed.log_file.splitlines() if "nodekeeper install action" in line]
-    assert any("FAILED: WALLET" in line and "checksum" in line for line in said), failed.log[-3000:]
+    # The reason, where the operator finds it: on Windows in the verbose MSI log (the action
+    # appends to [MsiLogFileLocation], a property Wine leaves unset), and always in the
+    # system temp directory's nodekeeper-install.log, which the rollback leaves.
+    said = msi.prefix_path("C:\\windows\\temp\\nodekeeper-install.log").read_text()
+    assert "FAILED: WALLET" in said and "checksum" in said, said[-2000:]
+    assert "nothing was changed" in said
     assert "missing" in msi.service()
     assert not msi.program_files.exists() or not any(msi.program_files.rglob("*.exe"))
     assert not (msi.data / "keeper.toml").exists()

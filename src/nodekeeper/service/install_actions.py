@@ -21,10 +21,11 @@ before it starts):
 6. sets the service's recovery actions (``windows_config.configure``).
 
 A failure exits 1, which fails the install: Windows Installer then rolls back what it did,
-and this action removes what it wrote itself. Its message goes to stderr, to the MSI's
-verbose log when there is one (``--msi-log [MsiLogFileLocation]``) and to
-``<data dir>\\install-error.log``, because an exe custom action has no other way into the
-installer's log.
+and this action removes what it wrote itself. What it did or why it failed goes to stderr,
+to the MSI's verbose log when there is one (``--msi-log [MsiLogFileLocation]``: an exe
+custom action has no other way into the installer's log; Wine leaves the property unset),
+and always to ``nodekeeper-install.log`` in the system's temp directory
+(``C:\\Windows\\Temp`` for the installer's LocalSystem), which a rollback leaves alone.
 
 ``remove`` (uninstall, not upgrade): deletes the firewall rules and the ``__pycache__``
 directories Python wrote
@@ -41,6 +42,7 @@ import argparse
 import contextlib
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,7 +53,7 @@ from nodekeeper.service import windows_config
 NODE_DIR = "storagenode"
 NETSH_TIMEOUT = 30.0
 KEEPER_CONFIG = "keeper.toml"
-ERROR_LOG = "install-error.log"
+INSTALL_LOG = "nodekeeper-install.log"
 DEFAULT_PORT = 28967  # Storj's, which home routers are usually already forwarding
 
 
@@ -286,13 +288,13 @@ def remove(data_dir: Path, runtime: Path | None, remove_data: bool) -> list[str]
     return done
 
 
-def _say(lines: Sequence[str], msi_log: str, data_dir: Path | None, failed: bool) -> None:
+def _say(lines: Sequence[str], msi_log: str) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     text = "".join(f"nodekeeper install action: {line}\n" for line in lines)
     sys.stderr.write(text)
-    targets = [Path(msi_log)] if msi_log else []
-    if failed and data_dir is not None:
-        targets.append(data_dir / ERROR_LOG)
+    targets = [Path(tempfile.gettempdir()) / INSTALL_LOG]
+    if msi_log:
+        targets.append(Path(msi_log))
     for target in targets:
         with contextlib.suppress(OSError), open(target, "a", encoding="utf-8") as f:
             f.write(f"{stamp} {text}")
@@ -329,12 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             done = remove(data_dir, runtime, args.remove_data.strip() == "1")
     except ActionFailed as exc:
-        _say([f"FAILED: {exc}", "nothing was changed"], msi_log, data_dir, failed=True)
+        _say([f"FAILED: {exc}", "nothing was changed"], msi_log)
         return 1
     except Exception as exc:  # an unexpected failure must still say what it was
-        _say([f"FAILED: {type(exc).__name__}: {exc}"], msi_log, data_dir, failed=True)
+        _say([f"FAILED: {type(exc).__name__}: {exc}"], msi_log)
         return 1
-    _say(done, msi_log, None, failed=False)
+    _say(done, msi_log)
     return 0
 
 
