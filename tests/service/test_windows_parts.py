@@ -3,6 +3,7 @@ action's decisions, the ACL rules. What they do on Windows: tests/windows/test_m
 
 from __future__ import annotations
 
+import tempfile
 import tomllib
 from pathlib import Path, PureWindowsPath
 
@@ -77,7 +78,10 @@ def test_the_node_properties_are_checked_by_the_shared_validators(tmp_path: Path
     assert refused.value.field == "wallet"
 
 
-def test_a_failing_configure_leaves_nothing_and_says_which_property(tmp_path: Path) -> None:
+def test_a_failing_configure_leaves_nothing_and_says_which_property(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the action's log goes
     data = tmp_path / "ProgramData" / "nodekeeper"
     bad = Properties(
         storage_dir=str(tmp_path / "pieces"), allocation="1MB", wallet="0x123",
@@ -90,6 +94,8 @@ def test_a_failing_configure_leaves_nothing_and_says_which_property(tmp_path: Pa
             "--wallet", "0x123 ", "--storage-dir", "x "]  # fmt: skip
     code = install_actions.main(argv)
     assert code == 1 and not data.exists()
+    said = (tmp_path / install_actions.INSTALL_LOG).read_text()
+    assert "FAILED: missing ALLOCATION, EMAIL, ADDRESS" in said and "nothing was changed" in said
 
 
 def test_users_read_the_data_directory_but_never_the_nodes_key() -> None:
