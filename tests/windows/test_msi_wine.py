@@ -248,7 +248,8 @@ def test_a_bad_property_fails_the_install_and_changes_nothing(
     # The reason, where the operator finds it: on Windows in the verbose MSI log (the action
     # appends to [MsiLogFileLocation], a property Wine leaves unset), and always in the
     # system temp directory's nodekeeper-install.log, which the rollback leaves.
-    said = msi.prefix_path("C:\\windows\\temp\\nodekeeper-install.log").read_text()
+    temp = msi.windows("import json, tempfile\nresult = tempfile.gettempdir()")
+    said = (msi.prefix_path(temp) / "nodekeeper-install.log").read_text()
     assert "FAILED: WALLET" in said and "checksum" in said, said[-2000:]
     assert "nothing was changed" in said
     assert "missing" in msi.service()
