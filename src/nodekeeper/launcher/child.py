@@ -120,6 +120,8 @@ class KeeperProcess:
 
     def _wait(self) -> None:
         self.proc.wait()
+        if self._stop_event is not None:  # one per keeper start: never left open
+            self._stop_event.close()
         self.exited.set()
         self._on_exit()
 
@@ -184,12 +186,21 @@ class _WindowsEvent:
         kernel32.CreateEventW.restype = ctypes.c_void_p
         self.name = name
         self._kernel32 = kernel32
+        self._lock = threading.Lock()
         self.handle = kernel32.CreateEventW(None, True, False, name)
         if not self.handle:
             raise ctypes.WinError(ctypes.get_last_error())  # type: ignore[attr-defined]
 
     def set(self) -> None:
-        self._kernel32.SetEvent(ctypes.c_void_p(self.handle))
+        with self._lock:  # never on a closed handle, whose value Windows may reuse
+            if self.handle:
+                self._kernel32.SetEvent(ctypes.c_void_p(self.handle))
+
+    def close(self) -> None:
+        with self._lock:
+            handle, self.handle = self.handle, None
+        if handle:
+            self._kernel32.CloseHandle(ctypes.c_void_p(handle))
 
 
 def _send_break(pid: int) -> None:
