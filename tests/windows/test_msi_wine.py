@@ -26,7 +26,10 @@ from tests.support import free_port
 from tests.windows.msi import MsiSession, build_msis, exclusive, status, wait
 from tests.windows.wine import WineRuntime
 
-pytestmark = [pytest.mark.wine, pytest.mark.timeout(600)]
+# One worker runs them all, one after another (`--dist loadgroup` in the Makefile): they
+# share the prefix and the keeper's and node's default ports; the lock below keeps that
+# true under any other distribution too.
+pytestmark = [pytest.mark.wine, pytest.mark.timeout(600), pytest.mark.xdist_group("msi")]
 
 RUNNING, STOPPED = 4, 1
 NEEDS_SETUP = "needs-setup"
