@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -239,9 +241,6 @@ def firewall_rules(port: int, program: str | None, *, add: bool) -> list[str]:
     """Run netsh's delete-then-add (or delete) for the node's port; returns what it did.
     A refused add fails the install (ActionFailed): a node nobody can reach is what the
     operator installed it to avoid."""
-    import os
-    import subprocess
-
     from nodekeeper.firewall import netsh
 
     root = os.environ.get("SYSTEMROOT") or os.environ.get("WINDIR") or "C:\\Windows"
