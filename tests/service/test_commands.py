@@ -34,7 +34,8 @@ def test_unit_prints_what_install_writes_under_a_root_dir(tmp_path: Path, config
     assert (printed.returncode, printed.stderr) == (0, "")
     text = printed.stdout
     assert one(text, "Service", "ExecStart") == (
-        f"{sys.executable} -m nodekeeper.launcher --config {config} --stop-timeout-seconds 55"
+        f"{sys.executable} -m nodekeeper.launcher --config {config} --stop-timeout-seconds 55 "
+        "--delegated-cgroup"
     )
     assert one(text, "Service", "ReadWritePaths") == f"/var/lib/nodekeeper {STORAGE}"
     account = lookup_account("nodekeeper")

@@ -117,7 +117,7 @@ def test_it_runs_the_launcher_as_the_dedicated_user() -> None:
     text = render_unit(SPEC)
     assert one(text, "Service", "ExecStart") == (
         f"{sys.executable} -m nodekeeper.launcher --config /etc/nodekeeper/keeper.toml "
-        "--stop-timeout-seconds 45"
+        "--stop-timeout-seconds 45 --delegated-cgroup"
     )
     assert one(text, "Service", "Type") == "exec"
     assert one(text, "Service", "User") == "nodekeeper"
@@ -256,6 +256,7 @@ def test_the_launcher_takes_the_command_line(tmp_path: Path) -> None:
     assert settings.config == config
     assert settings.data_dir == tmp_path / "data"
     assert settings.stop_timeout_seconds == 65.0
+    assert settings.delegated_cgroup is True  # moves into a leaf: the node's limits work
 
 
 # -- install and uninstall ---------------------------------------------------------------------

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         timing.add_argument(
             flag, type=_positive, default=default, metavar="S", help=f"{text} (default %(default)g)"
         )
+    p.add_argument(
+        "--delegated-cgroup",
+        action="store_true",
+        help="Linux: this process's cgroup is delegated to it (systemd Delegate=): move into "
+        "a leaf of it, so the node's cgroup beside can have the memory and cpu controllers",
+    )
     return p
 
 
@@ -77,6 +83,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         backoff_max_seconds=args.backoff_max_seconds,
         backoff_reset_seconds=args.backoff_reset_seconds,
         stop_timeout_seconds=args.stop_timeout_seconds,
+        delegated_cgroup=getattr(args, "delegated_cgroup", False),
     )
     check_startable(settings)
     return settings

@@ -56,6 +56,9 @@ ENV_LAUNCHER_PID = "NODEKEEPER_LAUNCHER_PID"
 # SIGTERM, and CTRL_BREAK needs a console shared with the keeper, which a service does
 # not reliably have (and Wine cannot deliver); an event works in every session.
 ENV_STOP_EVENT = "NODEKEEPER_STOP_EVENT"
+# Linux, under a unit with a delegated cgroup (--delegated-cgroup): the cgroup in which
+# keepers make the node's cgroup, the launcher and keepers being in a leaf of it.
+ENV_NODE_CGROUP = "NODEKEEPER_NODE_CGROUP_PARENT"
 
 
 def state_dir(data_dir: Path) -> Path:

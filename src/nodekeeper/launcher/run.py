@@ -27,6 +27,7 @@ from .health import status_answers
 from .manifest import UnusableInstall, keeper_argv, runtime_argv
 from .protocol import (
     ENV_LAUNCHER_PID,
+    ENV_NODE_CGROUP,
     ENV_RUNNING,
     ENV_STATE_DIR,
     ENV_VERSIONS_DIR,
@@ -48,6 +49,7 @@ class Launcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.child: KeeperProcess | None = None
+        self.node_cgroup: str | None = None  # given to keepers: ENV_NODE_CGROUP
 
     # -- control from outside ----------------------------------------------------------
 
@@ -67,6 +69,8 @@ class Launcher:
             # A keeper must run even so; without a state file it is the committed one
             # (or the runtime's), and hand-overs are refused until the file can be written.
             log.error("cannot create %s: %s", s.state_dir, exc)
+        if s.delegated_cgroup:
+            self._settle_in_leaf()
         statefile.remove_temp_files(s.state_dir)
         # A request is only valid with the exit code that goes with it; one left over from
         # a launcher that died in between is stale (the keeper asks again next cycle).
@@ -130,6 +134,16 @@ class Launcher:
 
     # -- steps -------------------------------------------------------------------------
 
+    def _settle_in_leaf(self) -> None:
+        from .cgroupv2 import settle_in_leaf
+
+        root, why = settle_in_leaf()
+        if root is None:
+            log.warning("--delegated-cgroup: %s; the node's limits fall back as reported", why)
+            return
+        self.node_cgroup = str(root)
+        log.info("moved into the leaf cgroup %s; nodes' cgroups go in %s", root / "launcher", root)
+
     def _start(self, launch: Launch) -> tuple[KeeperProcess | None, Launch]:
         """Start ``launch.version``, or the next usable one down the chain."""
         tried: list[tuple[str | None, str]] = []
@@ -165,6 +179,8 @@ class Launcher:
         env[ENV_VERSIONS_DIR] = str(s.versions_dir)
         env[ENV_RUNNING] = version or ""
         env[ENV_LAUNCHER_PID] = str(os.getpid())
+        if self.node_cgroup is not None:
+            env[ENV_NODE_CGROUP] = self.node_cgroup
         self._wake.clear()
         self.child = KeeperProcess(argv, env, self._wake.set)
         return self.child

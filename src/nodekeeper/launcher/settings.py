@@ -37,6 +37,9 @@ class Settings:
     # The keeper's own stop of the node takes up to stop.timeout_seconds (30 s by default)
     # before it kills the tree; the launcher waits a little longer than that.
     stop_timeout_seconds: float = 45.0
+    # Linux: the launcher's cgroup is delegated to it (a systemd unit with Delegate=):
+    # move into a leaf so the node's cgroup can have controllers (launcher/cgroupv2.py).
+    delegated_cgroup: bool = False
 
     @property
     def state_dir(self) -> Path:

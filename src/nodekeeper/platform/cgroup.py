@@ -1,7 +1,8 @@
-"""cgroup v2 for one process tree: make a child cgroup of the keeper's own, set limits in
-it, kill and measure everything in it. Linux only; every call degrades to "not available"
-instead of raising, because most machines (containers, non-root, hybrid hierarchies) will
-not let the keeper do all of it, and the caller reports what it got.
+"""cgroup v2 for one process tree: make a child cgroup of the keeper's own (or of the one
+the launcher names, under a delegated systemd unit), set limits in it, kill and measure
+everything in it. Linux only; every call degrades to "not available" instead of raising,
+because most machines (containers, non-root, hybrid hierarchies) will not let the keeper
+do all of it, and the caller reports what it got.
 """
 
 from __future__ import annotations
@@ -13,34 +14,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodekeeper.launcher.cgroupv2 import find_mount, own_cgroup
+from nodekeeper.launcher.protocol import ENV_NODE_CGROUP
+
+__all__ = ["find_mount", "own_cgroup"]
+
 _counter = itertools.count()
-
-
-def find_mount() -> Path | None:
-    """The cgroup2 mount point (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts)."""
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-            for line in fh:
-                left, _, right = line.partition(" - ")
-                if right.split(" ", 1)[0] == "cgroup2":
-                    return Path(left.split(" ")[4])
-    except OSError:
-        return None
-    return None
-
-
-def own_cgroup(mount: Path) -> Path | None:
-    """The keeper's own cgroup directory (the "0::" line of /proc/self/cgroup)."""
-    try:
-        with open("/proc/self/cgroup", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("0::"):
-                    rel = line[3:].strip().lstrip("/")
-                    path = mount / rel if rel else mount
-                    return path if path.is_dir() else None
-    except OSError:
-        return None
-    return None
 
 
 def controllers(path: Path) -> set[str]:
@@ -70,7 +49,7 @@ def plan(wanted: set[str]) -> CgroupPlan:
     mount = find_mount()
     if mount is None:
         return CgroupPlan(None, set(), "no cgroup v2 hierarchy is mounted")
-    parent = own_cgroup(mount)
+    parent = node_parent(mount)
     if parent is None or not os.access(parent, os.W_OK):
         return CgroupPlan(None, set(), f"the keeper cannot write to its cgroup under {mount}")
     have = controllers(parent)
@@ -90,6 +69,16 @@ def plan(wanted: set[str]) -> CgroupPlan:
             why = "the keeper's cgroup holds processes" if exc.errno == errno.EBUSY else exc
             reasons.append(f"cannot enable the {name} controller in {parent}: {why}")
     return CgroupPlan(parent, wanted & enabled, "; ".join(reasons))
+
+
+def node_parent(mount: Path) -> Path | None:
+    """Where the node's cgroup goes: the cgroup the launcher named (a delegated unit's, with
+    the launcher and keepers moved into a leaf beside: launcher/cgroupv2.py), else the
+    keeper's own."""
+    named = os.environ.get(ENV_NODE_CGROUP)
+    if named and Path(named).is_dir():
+        return Path(named)
+    return own_cgroup(mount)
 
 
 def _enabled(path: Path) -> set[str]:

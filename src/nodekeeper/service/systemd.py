@@ -141,6 +141,9 @@ def exec_start(spec: UnitSpec) -> list[str]:
         str(spec.config),
         "--stop-timeout-seconds",
         f"{spec.launcher_stop_seconds:g}",
+        # Delegate= gives us the unit's cgroup: the launcher moves into a leaf of it, so
+        # the node's cgroup beside can have the memory and cpu controllers.
+        "--delegated-cgroup",
     ]
 
 
