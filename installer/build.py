@@ -50,7 +50,8 @@ BAD_LINE = re.compile(r"\b(CRITICAL|ERROR)\b")
 # actions (Windows Installer drops any not listed); wixl lists only its own.
 SECURE_PROPERTIES = (
     "STORAGE_DIR", "ALLOCATION", "WALLET", "EMAIL", "ADDRESS", "PORT", "IDENTITY_DIR",
-    "SERVER_URL", "REMOVE_DATA", "WIX_DOWNGRADE_DETECTED", "WIX_UPGRADE_DETECTED",
+    "SERVER_URL", "KEEPER_STATUS", "CONTROL_PORT", "REMOVE_DATA",
+    "WIX_DOWNGRADE_DETECTED", "WIX_UPGRADE_DETECTED",
 )  # fmt: skip
 
 

@@ -102,3 +102,20 @@ def test_users_read_the_data_directory_but_never_the_nodes_key() -> None:
     rules = {rule.relative: dict(rule.grants) for rule in acl.RULES}
     assert rules[""] == {acl.SYSTEM: acl.FULL, acl.ADMINISTRATORS: acl.FULL, acl.USERS: acl.READ}
     assert rules["storagenode"] == {acl.SYSTEM: acl.FULL, acl.ADMINISTRATORS: acl.FULL}
+
+
+def test_other_ports_than_the_defaults_reach_the_keepers_config() -> None:
+    runtime = Path(PureWindowsPath(r"C:\nk\runtime"))
+    plain = tomllib.loads(install_actions.keeper_config_text(runtime, ""))
+    assert "status" not in plain and "probe" not in plain and "stop" not in plain
+    text = install_actions.keeper_config_text(runtime, "", status_port=17779, control_port=17778)
+    moved = tomllib.loads(text)
+    assert moved["status"] == {"listen": "127.0.0.1:17779"}
+    assert moved["probe"] == {"url": "http://127.0.0.1:17778/pulse"}
+    assert moved["stop"] == {"shutdown_url": "http://127.0.0.1:17778/shutdown"}
+    assert install_actions.ports(Properties(keeper_status="127.0.0.1:17779")) == (17779, None)
+    assert install_actions.ports(Properties(control_port="17778")) == (None, 17778)
+    with pytest.raises(ActionFailed, match="loopback only"):
+        install_actions.ports(Properties(keeper_status="0.0.0.0:17779"))
+    with pytest.raises(InvalidSetting):
+        install_actions.ports(Properties(control_port="70000"))

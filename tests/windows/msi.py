@@ -1,9 +1,9 @@
 """The MSI under Wine: build it once per run, install, query, remove (decision 066).
 
-Every MSI test installs into the one Wine prefix the run shares, and Windows Installer
-runs one installation at a time, so the tests take an exclusive lock for their whole
-length (``MsiSession``): under pytest-xdist they run one after another, in any order,
-each starting from a prefix without nodekeeper and leaving it so.
+Each MSI test gets a Wine prefix of its own (``private_wine``: a hard-linked copy of the
+cached template, seconds to make) and its own ports for the keeper's status API and the
+node's control address (the KEEPER_STATUS and CONTROL_PORT properties), so under
+pytest-xdist they run side by side without seeing each other's product, service or node.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,7 +24,6 @@ from typing import Any
 from tests.windows.wine import ROOT, WineRuntime, windows_path
 
 SERVICE = "nodekeeper"
-STATUS_URL = "http://127.0.0.1:7779/status"  # the keeper's default status address
 
 
 def build_msis(out: Path) -> dict[str, Path]:
@@ -66,8 +66,12 @@ class MsiSession:
     """One test's use of the prefix: installs, queries, and cleans up after itself."""
 
     def __init__(self, wine: WineRuntime, work: Path) -> None:
+        from tests.support import free_port
+
         self.wine = wine
         self.work = work
+        self.status_port = free_port()
+        self.control_port = free_port()
         prefix = Path(wine.env["WINEPREFIX"])
         self.program_files = prefix / "drive_c" / "Program Files" / "nodekeeper"
         self.data = prefix / "drive_c" / "ProgramData" / "nodekeeper"
@@ -86,6 +90,13 @@ class MsiSession:
         return Msiexec(done.returncode, text + done.output, time.monotonic() - started, text)
 
     def install(self, msi: Path, **properties: str) -> Msiexec:
+        """With this session's ports (a later install of the same product keeps the config
+        the first wrote, so they stay)."""
+        properties = {
+            "KEEPER_STATUS": f"127.0.0.1:{self.status_port}",
+            "CONTROL_PORT": str(self.control_port),
+            **properties,
+        }
         props = [f"{k}={v}" for k, v in properties.items()]
         return self.msiexec("/i", windows_path(msi), *props)
 
@@ -158,25 +169,22 @@ class MsiSession:
     def kill(self, pid: int) -> None:
         self.wine.run_code(f"import os\ntry: os.kill({pid}, 9)\nexcept OSError: pass")
 
-    def remove_everything(self, msi: Path) -> None:
-        """Leave the prefix as it was: the product uninstalled, its data gone."""
-        if self.service().get("state"):
-            self.uninstall(msi, REMOVE_DATA="1")
-        with contextlib.suppress(OSError):
-            subprocess.run(
-                ["rm", "-rf", str(self.data), str(self.program_files),
-                 str(self.prefix_path("C:\\nodekeeper-pieces"))],
-                check=False,
-            )  # fmt: skip
+    def status(self) -> dict[str, Any] | None:
+        try:
+            url = f"http://127.0.0.1:{self.status_port}/status"
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                data: dict[str, Any] = json.loads(reply.read())
+                return data
+        except OSError:
+            return None
 
-
-def status() -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(STATUS_URL, timeout=2) as reply:
-            data: dict[str, Any] = json.loads(reply.read())
-            return data
-    except OSError:
-        return None
+    def pulse(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.control_port}/pulse"
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
 
 
 def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -191,8 +199,13 @@ def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 @contextlib.contextmanager
-def exclusive(lock_dir: Path) -> Iterator[None]:
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / "msi-tests.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def private_wine() -> Iterator[WineRuntime]:
+    """A Wine prefix for one test, cleaned up after it (its wineserver and its copy)."""
+    from tests.windows.wine import _prepare_and_start
+
+    env = _prepare_and_start(owner_pid=os.getpid())
+    try:
+        yield WineRuntime(Path(env["NODEKEEPER_WINE_RUNTIME"]), env)
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "wine-cleanup.sh")], env=env, check=False,
+                       stdin=subprocess.DEVNULL, capture_output=True)  # fmt: skip

@@ -1,9 +1,9 @@
 """The MSI, installed for real by Windows Installer under Wine (decision 066).
 
 Built by installer/build.py from this tree (twice: this version and a higher one, for the
-upgrade). Each test installs into the run's Wine prefix and removes everything again; a
-lock makes them take turns (tests/windows/msi.py). What Wine cannot show, and a real
-Windows must, is listed in decision 066.
+upgrade). Each test installs into a Wine prefix of its own with its own ports, so they run
+side by side (tests/windows/msi.py). What Wine cannot show, and a real Windows must, is
+listed in decision 066.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,13 +22,10 @@ from nodekeeper.launcher.protocol import state_dir, versions_dir
 from nodekeeper.service.acl import ADMINISTRATORS, SYSTEM, USERS
 from tests.selfupdate.keepers import build_keeper, install
 from tests.support import free_port
-from tests.windows.msi import MsiSession, build_msis, exclusive, status, wait
+from tests.windows.msi import MsiSession, build_msis, private_wine, wait
 from tests.windows.wine import WineRuntime
 
-# One worker runs them all, one after another (`--dist loadgroup` in the Makefile): they
-# share the prefix and the keeper's and node's default ports; the lock below keeps that
-# true under any other distribution too.
-pytestmark = [pytest.mark.wine, pytest.mark.timeout(600), pytest.mark.xdist_group("msi")]
+pytestmark = [pytest.mark.wine, pytest.mark.timeout(600)]
 
 RUNNING, STOPPED = 4, 1
 NEEDS_SETUP = "needs-setup"
@@ -41,22 +37,9 @@ def msis(wine: WineRuntime) -> dict[str, Path]:
 
 
 @pytest.fixture
-def msi(wine: WineRuntime, msis: dict[str, Path], tmp_path: Path) -> Iterator[MsiSession]:
-    with exclusive(Path(wine.env["WINEPREFIX"]).parent):
-        session = MsiSession(wine, tmp_path)
-        session.remove_everything(msis["current"])
-        try:
-            yield session
-        finally:
-            session.remove_everything(msis["next"])
-
-
-def pulse(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/pulse", timeout=2) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
+def msi(msis: dict[str, Path], tmp_path: Path) -> Iterator[MsiSession]:
+    with private_wine() as wine:
+        yield MsiSession(wine, tmp_path)
 
 
 def last_started(msi: MsiSession) -> str:
@@ -91,7 +74,7 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert config["preshutdown_ms"] == 60_000, config
     launcher_log = (msi.data / "logs" / "launcher.log").read_text()
     assert "keeper answers: service running" in launcher_log
-    seen = wait(lambda: (s := status()) and s["state"] == NEEDS_SETUP and s, 60, "needs-setup")
+    seen = wait(lambda: (s := msi.status()) and s["state"] == NEEDS_SETUP and s, 60, "needs-setup")
     assert seen["pid"] is None or isinstance(seen["pid"], int)
     # The Start menu's logs folder (Wine keeps the all-users menu in its one user's profile).
     menu = "**/Start Menu/Programs/nodekeeper/nodekeeper logs.lnk"
@@ -109,7 +92,7 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert stopped.returncode == 0, stopped.output
     msi.wait_state(STOPPED, 90)
     assert msi.alive([service_pid]) == []
-    assert status() is None
+    assert msi.status() is None
     assert "stopping keeper" in (msi.data / "logs" / "launcher.log").read_text()
 
     # Upgrade: a higher version replaces the program and keeps the config and state. A
@@ -165,8 +148,10 @@ def test_a_silent_install_with_properties_sets_the_node_up_and_runs_it(
     )
     assert installed.code == 0, installed.log[-3000:]
     service = msi.wait_state(RUNNING, 60)
-    healthy = wait(lambda: (s := status()) and s["state"] == "running" and s, 90, "a running node")
-    assert pulse(7778), "the node's control address answers /pulse"
+    healthy = wait(
+        lambda: (s := msi.status()) and s["state"] == "running" and s, 90, "a running node"
+    )
+    assert msi.pulse(), "the node's control address answers /pulse"
     node_config = (msi.data / "storagenode" / "config.toml").read_text()
     assert f'listen = "0.0.0.0:{port}"' in node_config
     assert WALLET in node_config and "node.example.com" in node_config
@@ -210,9 +195,9 @@ def test_a_silent_install_with_properties_sets_the_node_up_and_runs_it(
     upgraded = msi.install(msis["next"])
     assert upgraded.code == 0, upgraded.log[-3000:]
     service = msi.wait_state(RUNNING, 60)
-    healthy = wait(lambda: (s := status()) and s["state"] == "running" and s, 90, "the node")
+    healthy = wait(lambda: (s := msi.status()) and s["state"] == "running" and s, 90, "the node")
     assert {p: digest(p) for p in kept} == kept
-    assert (pieces).is_dir() and pulse(7778)
+    assert (pieces).is_dir() and msi.pulse()
 
     # The service process killed outright: its job takes the keeper, the node's shim sees
     # the launcher gone and stops the node (Wine: killed after the stop timeout, since it
@@ -221,10 +206,10 @@ def test_a_silent_install_with_properties_sets_the_node_up_and_runs_it(
     pids = [service["pid"], healthy["pid"], record["shim"]["pid"]]
     msi.kill(service["pid"])
     wait(lambda: not msi.alive(pids), 60, f"{pids} to end")
-    assert not pulse(7778)
+    assert not msi.pulse()
     # Started again by hand (a real Windows restarts it after 1 s): the same node.
     assert msi.wine.run_exe("sc", "start", "nodekeeper").returncode == 0
-    wait(lambda: (s := status()) and s["state"] == "running", 90, "the node again")
+    wait(lambda: (s := msi.status()) and s["state"] == "running", 90, "the node again")
 
     # Uninstall asking for the data to go: rules, service, program and data all gone.
     removed = msi.uninstall(msis["next"], REMOVE_DATA="1")

@@ -75,6 +75,8 @@ class Properties:
     port: str = ""
     identity_dir: str = ""
     server_url: str = ""
+    keeper_status: str = ""  # 127.0.0.1:PORT of the keeper's status API; "" = 7779
+    control_port: str = ""  # the node's loopback control port; "" = 7778
 
     @property
     def node_given(self) -> bool:
@@ -95,10 +97,13 @@ class NodePlan:
     identity_dir: Path | None
 
 
-def keeper_config_text(runtime: Path, server_url: str) -> str:
+def keeper_config_text(
+    runtime: Path, server_url: str, status_port: int | None = None, control_port: int | None = None
+) -> str:
     """The keeper's config for an installed system (pure). The data directory is the
     config's own; the node runs from the installed runtime unless the keeper installs it
-    from a control plane (``[update]``)."""
+    from a control plane (``[update]``). Ports only when they are not the defaults (the
+    keeper's 7779, the node's 7778), e.g. beside another keeper on the same PC."""
     python = str(runtime / "python.exe")
     lines = [
         "# Written by the nodekeeper installer. Yours to edit: upgrades keep it.",
@@ -109,9 +114,31 @@ def keeper_config_text(runtime: Path, server_url: str) -> str:
         f"command = [{_toml(python)}, '-m', 'storagenode', 'run', '--config-dir', "
         "'{config_dir}']",
     ]
+    if status_port is not None:
+        lines += ["", "[status]", f"listen = '127.0.0.1:{status_port}'"]
+    if control_port is not None:
+        control = f"http://127.0.0.1:{control_port}"
+        lines += ["", "[probe]", f"url = '{control}/pulse'",
+                  "", "[stop]", f"shutdown_url = '{control}/shutdown'"]  # fmt: skip
     if server_url:
         lines += ["", "[update]", f"server = {_toml(server_url)}"]
     return "\n".join(lines) + "\n"
+
+
+def ports(props: Properties) -> tuple[int | None, int | None]:
+    """KEEPER_STATUS (127.0.0.1:PORT) and CONTROL_PORT, checked; None = the default."""
+    from nodekeeper.node_settings import check_port
+
+    status = None
+    if props.keeper_status:
+        host, _, port = props.keeper_status.rpartition(":")
+        if host != "127.0.0.1":
+            raise ActionFailed(
+                f"KEEPER_STATUS {props.keeper_status!r}: the status API listens on loopback "
+                "only; give 127.0.0.1:PORT"
+            )
+        status = check_port(port)
+    return status, check_port(props.control_port) if props.control_port else None
 
 
 def _toml(text: str) -> str:
@@ -170,7 +197,7 @@ def plan_node(props: Properties) -> NodePlan | None:
     )
 
 
-def set_up_node(plan: NodePlan, node_dir: Path) -> None:
+def set_up_node(plan: NodePlan, node_dir: Path, control_port: int | None = None) -> None:
     from storagenode.setup import SetupRefusedError, SetupRequest, run_setup
 
     request = SetupRequest(
@@ -178,7 +205,7 @@ def set_up_node(plan: NodePlan, node_dir: Path) -> None:
         storage_dir=plan.storage_dir,
         allocated=plan.allocation,
         listen=plan.listen,
-        control_listen="127.0.0.1:7778",
+        control_listen=f"127.0.0.1:{control_port or 7778}",
         wallet=plan.wallet,
         email=plan.email,
         external_address=plan.external_address,
@@ -194,6 +221,7 @@ def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
     """Returns what it did, one line each; ActionFailed leaves nothing of its own."""
     try:
         plan = plan_node(props)
+        status_port, control_port = ports(props)
     except ValueError as exc:  # node_settings.InvalidSetting: names the property
         field = str(getattr(exc, "field", "")).upper()
         raise ActionFailed(f"{field}: {exc}" if field else str(exc)) from None
@@ -207,7 +235,8 @@ def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
         if config.exists():
             done.append(f"kept {config}")
         else:
-            config.write_text(keeper_config_text(runtime, props.server_url), encoding="utf-8")
+            text = keeper_config_text(runtime, props.server_url, status_port, control_port)
+            config.write_text(text, encoding="utf-8")
             created.append(config)
             done.append(f"wrote {config}")
         node_dir = data_dir / NODE_DIR
@@ -217,7 +246,7 @@ def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
             else:
                 if not node_dir.exists():
                     created.append(node_dir)
-                set_up_node(plan, node_dir)
+                set_up_node(plan, node_dir, control_port)
                 done.append(f"set the node up in {node_dir}, pieces in {plan.storage_dir}")
             program = None if props.server_url else str(runtime / "python.exe")
             done += firewall_rules(int(plan.listen.rsplit(":", 1)[1]), program, add=True)
