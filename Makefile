@@ -27,8 +27,6 @@ lint: $(STAMP)
 # workers than cores pay (measured: docs/decisions/055-parallel-test-workers.md). The
 # inner loop's tests wait less, and each worker collects the whole suite: 4 is faster.
 TEST_WORKERS ?= 6
-# loadgroup: like load, but tests marked xdist_group("name") run on one worker in turn
-# (the MSI tests share one Wine prefix); the others would otherwise sit on their lock.
 TEST_FAST_WORKERS ?= 4
 
 # Bytecode caching on for the tests, even where the environment turns it off: without it
@@ -37,7 +35,7 @@ TEST_FAST_WORKERS ?= 4
 unexport PYTHONDONTWRITEBYTECODE
 
 test: $(STAMP) system-packages lint
-	scripts/with-test-services.sh $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --junitxml=build/test-results.xml
+	scripts/with-test-services.sh $(VENV)/bin/pytest -n $(TEST_WORKERS) --junitxml=build/test-results.xml
 
 # The inner loop: lint and every test that needs no end-to-end stack, Wine or PostgreSQL.
 .PHONY: test-fast
