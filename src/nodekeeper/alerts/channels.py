@@ -169,6 +169,11 @@ class EmailChannel:
                 )
         except TimeoutError as exc:
             return SendResult.failed(self.name, f"no answer in time: {exc}")
+        except smtplib.SMTPServerDisconnected as exc:
+            # smtplib turns a read timeout into "Connection unexpectedly closed: timed out".
+            if "timed out" in str(exc):
+                return SendResult.failed(self.name, f"no answer in time: {exc}")
+            return SendResult.failed(self.name, f"{type(exc).__name__}: {exc}")
         except smtplib.SMTPAuthenticationError as exc:
             return SendResult.failed(self.name, f"login refused: {exc.smtp_code}")
         except smtplib.SMTPException as exc:
