@@ -7,7 +7,6 @@ import json
 import time
 
 from nodekeeper.alerts import Alert, EmailChannel, PushChannel, WebhookChannel
-
 from tests.alerts.receivers import http_receiver, silent_server, smtp_receiver
 from tests.support import free_port
 

@@ -19,7 +19,6 @@ from nodekeeper.alerts import (
     build_dispatcher,
 )
 from nodekeeper.alerts.debounce import DebouncePolicy
-
 from tests.alerts.receivers import http_receiver, silent_server, smtp_receiver
 
 TEN_MINUTES = DebouncePolicy(600)

@@ -16,6 +16,7 @@ The file has string keys only::
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -62,4 +63,6 @@ def read_secrets(path: Path) -> dict[str, str]:
 
 
 def _line_of(exc: tomllib.TOMLDecodeError) -> str:
-    return str(getattr(exc, "lineno", "?"))
+    # ``lineno`` is new in Python 3.14; before, the message ends "(at line N, column M)".
+    found = re.search(r"line (\d+)", str(exc))
+    return str(getattr(exc, "lineno", None) or (found.group(1) if found else "?"))
