@@ -88,7 +88,8 @@ def _email(value: str) -> str:
 
 class AlertsConfig(_Table):
     """``[alerts]``: notifications the service sends itself when no tray app shows them
-    (decision 068). No channel table: no alerts."""
+    (decision 068). No channel table: no alerts. What was sent when is kept in
+    ``state/alerts.json`` of the data dir, so a restart does not send it again."""
 
     debounce_minutes: float = Field(
         default=60.0,
@@ -108,7 +109,8 @@ class AlertsConfig(_Table):
     secrets_file: str | None = Field(
         default=None,
         description="TOML file with smtp_password, webhook_token, push_token (only those "
-        "needed). On Linux it must not be readable by group or others (chmod 600).",
+        "needed); relative to the config file, {data_dir} allowed. On Linux it must not be "
+        "readable by group or others (chmod 600).",
     )
     webhook: WebhookConfig | None = Field(default=None, description="See [alerts.webhook].")
     push: PushConfig | None = Field(default=None, description="See [alerts.push].")
