@@ -55,7 +55,7 @@ def _http_failure(name: str, exc: Exception) -> SendResult:
 
 def _post(name: str, url: str, timeout: float, **kwargs: object) -> SendResult:
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=True) as client:
             response = client.post(url, **kwargs)  # type: ignore[arg-type]
             response.raise_for_status()
     except Exception as exc:  # never into the caller: a result says why
