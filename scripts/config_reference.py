@@ -49,13 +49,14 @@ To change a key's text, edit its `Field(description=...)` in the model and run t
 
 Read by `nodekeeper run --config FILE` (and `python -m nodekeeper.keeper --config FILE`)
 from `src/nodekeeper/keeper/config.py`; the `[logs]` table is
-`src/nodekeeper/logs/settings.py`. Every key is optional except `update.server` when an
-`[update]` table is present; unknown keys are refused. A bad file exits 2 with one line per
-problem: `FILE: key.path: what is allowed (got X)`. Relative paths are resolved against the
-config file's directory; `{{data_dir}}` and `{{config_dir}}` are replaced in paths, commands,
-URLs and environment values. The file may be UTF-8 (with or without a BOM) or UTF-16 with a
-BOM. Sizes are bytes or text like `"512 MiB"`, `"2GB"`; durations are seconds or text like
-`"30d"`, `"12h"`.
+`src/nodekeeper/logs/settings.py`, the `[alerts]` tables `src/nodekeeper/alerts/config.py`.
+Every key is optional except `update.server` when an `[update]` table is present (and a
+channel's own required keys when its `[alerts.*]` table is); unknown keys are refused. A
+bad file exits 2 with one line per problem: `FILE: key.path: what is allowed (got X)`.
+Relative paths are resolved against the config file's directory; `{{data_dir}}` and
+`{{config_dir}}` are replaced in paths, commands, URLs and environment values. The file may
+be UTF-8 (with or without a BOM) or UTF-16 with a BOM. Sizes are bytes or text like
+`"512 MiB"`, `"2GB"`; durations are seconds or text like `"30d"`, `"12h"`.
 """
 
 # (what, where it is set, where it is documented, why it is not generated)
@@ -132,6 +133,11 @@ def render(root: type[BaseModel] = KeeperConfig) -> str:
 def sections(model: type[BaseModel]) -> Iterator[tuple[str, type[BaseModel], str]]:
     """The top level, then one ``[table]`` per field whose type is a model."""
     yield "top level", model, ""
+    yield from _tables(model, "")
+
+
+def _tables(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, type[BaseModel], str]]:
+    """Each table, then its own sub-tables (``[alerts]``, ``[alerts.webhook]``, ...)."""
     for name, field in model.model_fields.items():
         sub = _submodel(field.annotation)
         if sub is None:
@@ -139,7 +145,8 @@ def sections(model: type[BaseModel]) -> Iterator[tuple[str, type[BaseModel], str
         doc = _docstring(sub)
         if field.default is None:
             doc = (doc + " " if doc else "") + "The whole table is optional."
-        yield f"[{name}]", sub, doc
+        yield f"[{prefix}{name}]", sub, doc
+        yield from _tables(sub, f"{prefix}{name}.")
 
 
 def type_text(field: FieldInfo) -> str:

@@ -145,3 +145,38 @@ def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.toml")
     assert "not valid TOML" in errors_of(tmp_path, "[probe\n")[0]
+
+
+def test_the_alerts_tables_load_and_their_paths_resolve(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path,
+        'data_dir = "state"\n'
+        "[alerts]\n"
+        'secrets_file = "{data_dir}/alerts-secrets.toml"\n'
+        "debounce_minutes = 15\n"
+        "[alerts.push]\n"
+        'url = "https://ntfy.sh/my-node"\n'
+        "[alerts.email]\n"
+        'host = "smtp.example.com"\n'
+        'sender = "node@example.com"\n'
+        'recipients = ["op@example.com"]\n',
+    )
+    assert config.alerts.enabled and config.alerts.debounce_minutes == 15
+    assert config.alerts.push is not None and config.alerts.webhook is None
+    assert config.alerts_secrets_path() == tmp_path / "state" / "alerts-secrets.toml"
+    assert config.alerts_state_path() == tmp_path / "state" / "state" / "alerts.json"
+    assert not load_text(tmp_path, "").alerts.enabled
+    assert load_text(tmp_path, "").alerts_secrets_path() is None
+
+
+def test_a_bad_alerts_key_names_its_table(tmp_path: Path) -> None:
+    lines = errors_of(
+        tmp_path,
+        '[alerts.email]\nhost = "h"\nsender = "node"\nrecipients = ["op@example.com"]\n'
+        '[alerts.webhook]\nurl = "https://example.com"\npassword = "x"\n',
+    )
+    assert any(
+        ": alerts.email.sender: the email address 'node' needs exactly one @" in line
+        for line in lines
+    ), lines
+    assert any(": alerts.webhook.password: unknown key" in line for line in lines), lines

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from nodekeeper import node_settings, units
+from nodekeeper.alerts.config import AlertsConfig
 from nodekeeper.launcher.textfile import TextDecodeError, read_config_text
 from nodekeeper.logs import LogSettings
 
@@ -373,6 +374,7 @@ class KeeperConfig(_Section):
     status: StatusConfig = Field(default_factory=StatusConfig)
     logs: LogSettings = Field(default_factory=LogSettings)
     firewall: FirewallConfig = Field(default_factory=FirewallConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     update: UpdateConfig | None = None
 
     # Filled in by load_config(); not a TOML key.
@@ -418,6 +420,15 @@ class KeeperConfig(_Section):
 
     def shutdown_token_path(self) -> Path:
         return self._absolute(self.expand(self.stop.shutdown_token_file))
+
+    def alerts_secrets_path(self) -> Path | None:
+        """``[alerts] secrets_file`` with placeholders replaced, absolute; None if unset."""
+        secrets = self.alerts.secrets_file
+        return self._absolute(self.expand(secrets)) if secrets else None
+
+    def alerts_state_path(self) -> Path:
+        """The alert debounce state, so that a restarted keeper does not say it again."""
+        return self.state_path() / "alerts.json"
 
     def status_host_port(self) -> tuple[str, int]:
         return _split_host_port(self.status.listen, "status.listen")
