@@ -14,12 +14,29 @@ the control plane, so it sits low in the layers: it imports only ``nodekeeper.du
 
 from __future__ import annotations
 
-from .alert import KINDS, SEVERITIES, Alert
-from .channels import Channel, EmailChannel, PushChannel, SendResult, WebhookChannel
-from .config import AlertsConfig
-from .debounce import DebouncePolicy, DebounceState
-from .dispatch import AlertDispatcher, Dispatch, build_dispatcher
-from .secrets import SecretsError, read_secrets
+import importlib
+from typing import Any
+
+# Where each name lives. Imported on first use (PEP 562): the keeper's config imports
+# ``alerts.config`` at every start, and a keeper that sends no alert must not pay for the
+# channels' HTTP and SMTP clients (the idle keeper's memory target counts imports).
+_HOME = {
+    "KINDS": "alert", "SEVERITIES": "alert", "Alert": "alert",
+    "Channel": "channels", "EmailChannel": "channels", "PushChannel": "channels",
+    "SendResult": "channels", "WebhookChannel": "channels",
+    "AlertsConfig": "config",
+    "DebouncePolicy": "debounce", "DebounceState": "debounce",
+    "AlertDispatcher": "dispatch", "Dispatch": "dispatch", "build_dispatcher": "dispatch",
+    "SecretsError": "secrets", "read_secrets": "secrets",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "KINDS",

@@ -9,8 +9,8 @@ are in ``secrets_file`` (``nodekeeper.alerts.secrets``).
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nodekeeper import node_settings
@@ -21,11 +21,13 @@ class _Table(BaseModel):
 
 
 def _http_url(value: str) -> str:
+    # urllib, not httpx: the keeper's config loads this at every start (see __init__).
     try:
-        url = httpx.URL(value)
-    except httpx.InvalidURL as exc:
+        url = urlsplit(value)
+        url.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError as exc:
         raise ValueError(f"not a URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not url.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
     return value
 
