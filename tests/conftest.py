@@ -17,9 +17,15 @@ from tests.windows.wine import wine  # noqa: F401
 # are these, and the short ones fill in around them. Prefixes of node ids, longest first
 # (from bench/slowest_tests.py); other e2e and Wine tests follow, then everything else.
 LONGEST_FIRST = (
+    "tests/windows/test_msi_wine.py::test_install_runs_the_service_until_stopped_upgraded_and",
     "tests/updater/test_crash.py::test_crash_at_every_step_and_random_instants",
+    "tests/windows/test_msi_wine.py::test_a_silent_install_with_properties_sets_the_node_up",
     "tests/test_readme_path.py::test_running_it_for_real_as_the_readme_says",
     "tests/quickstart/test_end_to_end.py::",
+    # 8 keepers and nodes (decision 079): 40-90 s by the machine's load.
+    "tests/updater/test_auto_pause_fleet.py::",
+    "tests/windows/test_firewall_wine.py::test_every_com_call_fails_cleanly_as_recorded",
+    "tests/windows/test_msi_wine.py::test_a_bad_property_fails_the_install_and_changes_nothing",
     "tests/quickstart/test_terminal.py::",
     "tests/logs/test_flood.py::test_flood_never_exceeds_the_cap[1GB]",
     "tests/quickstart/test_lifecycle.py::test_second_run_ends_what_a_killed_first_run_left",
@@ -54,6 +60,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # Every worker collects and sorts alike (the controller checks that they agree);
         # a run without xdist keeps pytest's own order.
         items.sort(key=_start_order)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """asyncio only: the harnesses (tests/updater/inprocess.py) run on asyncio, and anyio's
+    plugin would otherwise also run every `anyio` test on trio once trio is installed
+    (selenium, for the dashboard's browser test, brings it)."""
+    return "asyncio"
 
 
 @pytest.fixture

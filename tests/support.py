@@ -9,29 +9,56 @@ real program, pipes) stays a subprocess test and carries the `e2e` marker (tests
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import os
+import random
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-# Ports this process has handed out: the kernel may give the port it just freed to the
-# very next bind(0), and two calls in a row then returned the same port (a node set up with
-# --listen and --control-listen equal, seen once in a full run).
-_handed_out: set[int] = set()
+# Ports are handed out from below the kernel's ephemeral range (32768-60999 here), where
+# bind(0) would pick them: there, every outgoing connection also takes a local port, and
+# a keeper's keep-alive connection to its control plane once held the port a node was
+# then told to listen on, for minutes (a crash loop of "address in use", seen in a full
+# run). Each xdist worker takes its own slice, starting at a random place in it (another
+# run may be going on beside), and a port is only handed out after a bind to it worked.
+_FIRST_PORT, _SLICE = 20000, 1500
+# Not handed out again while this many others were handed out after it: a port freed by a
+# test that ended is fine to give again, two calls in a row must never get the same one.
+_RECENT = 1000
+_recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
+
+
+def _slice_start() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    number = int(worker[2:]) if worker[2:].isdigit() else 0
+    return _FIRST_PORT + (number % 8) * _SLICE  # 8 slices: 20000-31999
+
+
+_next_port = _slice_start() + random.randrange(_SLICE)
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on now, never one this process handed out before."""
-    while True:
+    """A loopback port nothing listens on now, outside the ephemeral range, not one of the
+    last ``_RECENT`` this process handed out."""
+    global _next_port
+    start = _slice_start()
+    for _ in range(_SLICE):
+        port = _next_port
+        _next_port = start + (_next_port - start + 1) % _SLICE
+        if port in _recent:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _recent.append(port)
+        return port
+    raise RuntimeError(f"no free port left in {start}-{start + _SLICE - 1}")
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -98,6 +99,9 @@ def _valid(action: argparse.Action, tmp: Path) -> str:
     """A value that is fine for ``action``, so that a case fails only for what it is about."""
     if action.dest == "artifact":
         return f"linux_amd64={_artifact(tmp)}"
+    if action.dest in ("targets_key", "previous", "root_file", "trusted_root"):  # TUF (084)
+        offline = _tuf_keys(tmp)
+        return str(offline / ("targets-1.pem" if action.dest == "targets_key" else "1.root.json"))
     known = {
         "process": "storagenode",
         "version": "1.2.3",
@@ -106,6 +110,18 @@ def _valid(action: argparse.Action, tmp: Path) -> str:
         "allocated": "1 MB",
     }
     return known.get(action.dest, "x")
+
+
+def _tuf_keys(tmp: Path) -> Path:
+    """Real TUF keys and a root (decision 084), made once per case; their offline dir."""
+    from nodekeeper.cli import main
+
+    offline = tmp / "tuf-offline"
+    if not offline.is_dir():
+        with contextlib.redirect_stdout(io.StringIO()):
+            argv = ["keys", "create", "--offline-dir", str(offline), "--no-passphrase"]
+            assert main([*argv, "--online-dir", str(tmp / "tuf-online")]) == 0
+    return offline
 
 
 def _artifact(tmp: Path) -> Path:

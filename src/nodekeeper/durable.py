@@ -25,7 +25,10 @@ def write_durably(path: Path, data: bytes, mode: int = 0o644) -> None:
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:
-        with open(tmp, "xb") as out:
+        # Created with ``mode`` (less the umask), not widened to it afterwards: a secret
+        # written 0600 is never readable by others, not even while it is being written.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        with open(os.open(tmp, flags, mode), "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())

@@ -24,6 +24,7 @@ from storagenode.identity import IdentityError, load_identity, node_id_text
 from storagenode.log import configure
 from storagenode.migrations import DowngradeError, MigrationError
 from storagenode.public import PublicHandler
+from storagenode.quic import QuicProbeResponder
 from storagenode.state import NodeState, StopRequest
 from storagenode.store import PieceStore
 
@@ -63,8 +64,27 @@ def run(config_dir: Path, log_level: str | None = None) -> int:
     except _Exit as exc:
         store.close()
         return exc.code
-    _serve(public, control, state, started, log)
+    quic = _quic_responder(public, log)
+    try:
+        _serve(public, control, state, started, log)
+    finally:
+        if quic is not None:
+            quic.close()
     return exitcodes.OK
+
+
+def _quic_responder(public: NodeHTTPServer, log: logging.Logger) -> QuicProbeResponder | None:
+    """UDP on the public port (the one bound, also for port 0), answering the control
+    plane's QUIC probe as quic-go would (decision 082). A UDP port taken by something else
+    is a warning, not a failure: the node's TCP service does not need it."""
+    try:
+        return QuicProbeResponder(public.server_name, public.server_port).start()
+    except OSError as exc:
+        log.warning(
+            f"cannot listen on UDP {public.server_name}:{public.server_port} "
+            f"({exc.strerror or exc}); the reachability check's QUIC probe will get no answer"
+        )
+        return None
 
 
 def _load(

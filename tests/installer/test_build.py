@@ -20,7 +20,7 @@ sys.modules["installer_build"] = build
 spec.loader.exec_module(build)
 
 FILES = [PurePosixPath(p) for p in (
-    "python.exe", "python312.dll", "Lib/site-packages/nodekeeper/__init__.py",
+    "python.exe", "pythonw.exe", "python312.dll", "Lib/site-packages/nodekeeper/__init__.py",
     "Lib/site-packages/nodekeeper/cli/root.py", "Lib/site-packages/a b/c.txt",
 )]  # fmt: skip
 
@@ -66,7 +66,12 @@ def test_the_runtime_must_have_python_exe_and_leaves_wmi_out(tmp_path: Path) -> 
         build.runtime_files(tmp_path)
     for name in ("python.exe", "_wmi.pyd"):
         (tmp_path / name).write_bytes(b"MZ")
-    assert build.runtime_files(tmp_path) == [PurePosixPath("Lib/x.py"), PurePosixPath("python.exe")]
+    with pytest.raises(build.BuildError, match=r"no pythonw\.exe, which the tray app"):
+        build.runtime_files(tmp_path)
+    (tmp_path / "pythonw.exe").write_bytes(b"MZ")
+    assert build.runtime_files(tmp_path) == [
+        PurePosixPath(p) for p in ("Lib/x.py", "python.exe", "pythonw.exe")
+    ]
 
 
 needs_wixl = pytest.mark.skipif(
@@ -90,7 +95,8 @@ def tables(msi: Path) -> dict[str, str]:
         table: "\n".join(sorted(subprocess.run(["msiinfo", "export", str(msi), table],
                           capture_output=True, text=True, check=True).stdout.splitlines()))
         for table in ("File", "Component", "Directory", "ServiceInstall", "ServiceControl",
-                      "CustomAction", "InstallExecuteSequence", "Upgrade", "Property", "Shortcut")
+                      "CustomAction", "InstallExecuteSequence", "Upgrade", "Property", "Shortcut",
+                      "Registry")
     }  # fmt: skip
 
 
@@ -114,6 +120,23 @@ def test_two_builds_of_the_same_tree_give_the_same_tables(tmp_path: Path) -> Non
     secure = re.search(r"^SecureCustomProperties\t(.*)$", a["Property"], re.M)
     assert secure and {"STORAGE_DIR", "WALLET", "REMOVE_DATA"} <= set(secure.group(1).split(";"))
     assert "\tmenu\t[DATADIR]logs\t" in a["Shortcut"]  # the Start menu: the logs folder
+    rows = [row.split("\t") for row in a["Shortcut"].splitlines()]
+    shortcuts = {row[2]: row for row in rows if len(row) > 5}
+    # The tray app and the dashboard: pythonw.exe (no console) with the tray's arguments.
+    tray, dashboard = shortcuts["nodekeeper"], shortcuts["nodekeeper dashboard"]
+    assert tray[4:6] == ["[RUNTIMEDIR]pythonw.exe", "-m nodekeeper tray"], tray
+    assert dashboard[4:6] == ["[RUNTIMEDIR]pythonw.exe", "-m nodekeeper tray --open-dashboard"]
+    # At every user's logon: the machine's Run value, in the 64-bit registry view.
+    run = [r.split("\t") for r in a["Registry"].splitlines() if "CurrentVersion\\Run" in r]
+    assert len(run) == 1, a["Registry"]
+    _id, root, key, name, value, component = run[0]
+    assert (root, name, component) == ("2", "nodekeeper", "autostart")  # 2: HKLM
+    assert key == "Software\\Microsoft\\Windows\\CurrentVersion\\Run"
+    assert value == '"[RUNTIMEDIR]pythonw.exe" -m nodekeeper tray'
+    component_row = [
+        r.split("\t") for r in a["Component"].splitlines() if r.startswith("autostart\t")
+    ]
+    assert int(component_row[0][3]) & 256, component_row  # msidbComponentAttributes64bit
 
 
 @needs_wixl
@@ -132,3 +155,112 @@ def test_a_wixl_complaint_fails_the_build(tmp_path: Path) -> None:
     with pytest.raises(build.BuildError, match=r"CRITICAL|ERROR|wixl failed"):
         build.run_wixl(wxs, tmp_path / "out.msi")
     assert not (tmp_path / "out.msi").exists()
+
+
+# -- the trusted root (decision 086) ---------------------------------------------------
+
+
+def signed_root(tmp_path: Path) -> Path:
+    from tests.windows.tuf_metadata import make_repository
+
+    path = tmp_path / "root.json"
+    path.write_bytes(make_repository(tmp_path / "metadata").root_v1)
+    return path
+
+
+def under_threshold_root(path: Path) -> Path:
+    """A root that wants 2 of its keys and carries 1 signature: an unfinished signing."""
+    from securesystemslib.signer import CryptoSigner
+    from tuf.api.metadata import Metadata, Root
+
+    one, two = CryptoSigner.generate_ed25519(), CryptoSigner.generate_ed25519()
+    root = Metadata(Root())
+    for signer in (one, two):
+        root.signed.add_key(signer.public_key, "root")
+    root.signed.roles["root"].threshold = 2
+    root.sign(one)
+    path.write_bytes(root.to_bytes())
+    return path
+
+
+def test_a_bad_trusted_root_fails_the_build_before_anything_is_built(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.windows.tuf_metadata import make_repository
+
+    repo = make_repository(tmp_path / "metadata")
+    (tmp_path / "garbage.json").write_text("{not json")
+    cases = {
+        tmp_path / "missing.json": "cannot read it",
+        tmp_path / "garbage.json": "not TUF metadata",
+        repo.metadata / "1.targets.json": "targets metadata, not a root",
+        under_threshold_root(tmp_path / "half.json"): r"not signed by its own threshold \(",
+    }
+    runtime = fake_runtime(tmp_path)
+    for path, said in cases.items():
+        out = tmp_path / f"out-{path.stem}"
+        argv = ["--runtime", str(runtime), "--out", str(out), "--trusted-root", str(path)]
+        assert build.main(argv) == 1
+        err = capsys.readouterr().err
+        assert re.search(f"--trusted-root {re.escape(str(path))}: .*{said}", err), err
+        assert not out.exists()  # checked before the slow part: nothing made
+
+
+def test_the_root_is_a_component_beside_the_runtime_and_an_argument_of_the_install_action(
+    tmp_path: Path,
+) -> None:
+    root = build.TrustedRoot("trusted-root.json", "ab" * 32, 1, "2027-01-01T00:00:00+00:00")
+    other = build.TrustedRoot("trusted-root.json", "cd" * 32, 2, "2027-01-01T00:00:00+00:00")
+    plain, shipped = build.render(FILES, "s", "1.2.3"), build.render(FILES, "s", "1.2.3", root)
+    assert "trusted" not in plain  # without a root the MSI is what it was
+    component = re.search(r'<Component Id="trusted_root".*?</Component>', shipped, re.S)
+    assert component and 'Name="trusted-root.json" Source="trusted-root.json"' in component[0]
+    # Under INSTALLDIR (Program Files\nodekeeper), not inside the runtime's tree.
+    inside = shipped[shipped.index('Id="INSTALLDIR"') : shipped.index('Id="CommonAppDataFolder"')]
+    runtime_tree = inside[inside.index('Id="RUNTIMEDIR"') : inside.index("</Directory>\n")]
+    assert component[0] in inside and component[0] not in runtime_tree
+    assert '<ComponentRef Id="trusted_root" />' in shipped
+    assert "--trusted-root &quot;[INSTALLDIR]trusted-root.json &quot;" in shipped
+    # Same product (the root is no version), another package for another root.
+    codes = re.compile(r'Product Id="([^"]+)".*?Package Id="([^"]+)"', re.S)
+    (p1, k1), (p2, k2) = codes.findall(plain)[0], codes.findall(shipped)[0]
+    (p3, k3) = codes.findall(build.render(FILES, "s", "1.2.3", other))[0]
+    assert p1 == p2 == p3 and len({k1, k2, k3}) == 3
+
+
+@needs_wixl
+def test_an_msi_with_a_trusted_root_is_reproducible_and_installs_it_read_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runtime, root = fake_runtime(tmp_path), signed_root(tmp_path)
+    first = build.build(runtime, "1.2.3", tmp_path / "one", root)
+    second = build.build(runtime, "1.2.3", tmp_path / "two", root)
+    a = tables(first)
+    assert a == tables(second)
+    rows = [r.split("\t") for r in a["File"].splitlines() if r.startswith("trusted_root\t")]
+    assert len(rows) == 1, a["File"]
+    _id, component, name, size, _v, _l, attributes, _seq = rows[0]
+    assert (component, name, int(size)) == (
+        "trusted_root",
+        "trusted-root.json",
+        len(root.read_bytes()),
+    )
+    assert int(attributes) == build.READ_ONLY_VITAL  # wixl alone would leave it writable
+    assert re.search(r"^trusted_root\t\{[0-9A-F-]+\}\tINSTALLDIR\t", a["Component"], re.M)
+    configure = next(r for r in a["CustomAction"].splitlines() if r.startswith("Configure\t"))
+    assert '--trusted-root "[INSTALLDIR]trusted-root.json "' in configure
+    # What ships is the file as given: re-serialising would change what the keys signed.
+    extracted = tmp_path / "extracted"
+    subprocess.run(["msiextract", "-C", str(extracted), str(first)], check=True,
+                   capture_output=True)  # fmt: skip
+    (shipped,) = extracted.rglob("trusted-root.json")
+    assert shipped.read_bytes() == root.read_bytes()
+    # The build says what it ships, and when it ships none (stderr: stdout is the path).
+    assert build.main(["--runtime", str(runtime), "--out", str(tmp_path / "3"),
+                       "--trusted-root", str(root)]) == 0  # fmt: skip
+    said = capsys.readouterr()
+    assert "ships the trusted root" in said.err and "(version 1, expires 20" in said.err
+    msi = tmp_path / "3" / f"nodekeeper-{build.project_version()}-x64.msi"
+    assert said.out.strip() == str(msi)
+    assert build.main(["--runtime", str(runtime), "--out", str(tmp_path / "4")]) == 0
+    assert "this MSI ships no trusted root" in capsys.readouterr().err

@@ -155,6 +155,25 @@ def test_a_failure_fixed_by_a_later_commit_is_not_a_problem() -> None:
     assert problem.startswith("last update failed ") and problem.endswith("ago): m")
 
 
+def test_a_held_node_and_the_watchs_problems_come_first() -> None:
+    data = {
+        "hold": {"reason": "/mnt/n has no marker", "since": NOW - 5, "fix": "Mount it"},
+        "watch": {
+            "problems": {
+                "storage_missing": {"message": "/mnt/n has no marker", "fix": "Mount it"},
+                "clock_off": {"message": "clock 2.0 hours behind", "fix": "Sync it"},
+            }
+        },
+        "crash_loop": True,
+    }
+    problems = status_problems(data, NOW)
+    assert problems[:2] == [
+        "NODE STOPPED BY THE KEEPER: /mnt/n has no marker. Fix: Mount it",
+        "clock 2.0 hours behind. Fix: Sync it",  # the hold already says the storage's
+    ]
+    assert problems[2].startswith("the node is in a crash loop")
+
+
 def test_a_node_taken_over_or_restarted_at_keeper_start_is_said(tmp_path: Path) -> None:
     """Decision 063: a node the keeper took over from its predecessor shows as such; one
     it could not take over, and restarted, is a problem with the reason."""

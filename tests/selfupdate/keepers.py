@@ -83,7 +83,7 @@ def silence_status_api():
     async def never_answers(reader, writer):
         await asyncio.Event().wait()
 
-    async def serve_status(host, port, *_more):  # the snapshot, and whatever comes later
+    async def serve_status(host, port, *_more, **_named):  # the snapshot, and what came later
         return await asyncio.start_server(never_answers, host, port)
 
     api.serve_status = serve_status

@@ -50,8 +50,11 @@ class WineLauncher:
                 "nodekeeper.launcher",
                 "--config",
                 windows_path(config),
+                # A keeper's start under Wine was seen to take 6.8 s with the full suite
+                # running beside it, and once more than 8 s (CI, stop 20): the probation
+                # must outlast the slowest start, or a good keeper is rolled back.
                 "--probation-seconds",
-                "8",
+                "20",
                 "--probe-interval-seconds",
                 "0.3",
                 "--backoff-initial-seconds",
@@ -254,8 +257,11 @@ def test_launcher_hands_over_commits_and_falls_back_on_windows(
         assert (after_kill.get("pid"), after_kill.get("adoption")) == (node, "adopted")
         prober.stop()
         print(f"node port: {prober.answered} connects, longest gap {prober.longest * 1000:.0f} ms")
-        # The node's port never stopped answering through three keeper changes.
-        assert prober.longest < 0.1, f"longest gap {prober.longest:.3f} s"
+        # The node's port never stopped answering through three keeper changes (the same
+        # pid, asserted above, says it was never restarted; a restart under Wine takes
+        # seconds). The bound is loose for the full suite's load: the prober's own thread
+        # was seen to stall 121 ms there; bench/selfupdate_downtime.py has the real figure.
+        assert prober.longest < 0.5, f"longest gap {prober.longest:.3f} s"
         # Across the kill: still in order and never twice; the lines that were on their
         # way to the killed keeper (at most one message of the shim's) may be lost, as
         # decision 063 says, and nothing else.

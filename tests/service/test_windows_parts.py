@@ -119,3 +119,109 @@ def test_other_ports_than_the_defaults_reach_the_keepers_config() -> None:
         install_actions.ports(Properties(keeper_status="0.0.0.0:17779"))
     with pytest.raises(InvalidSetting):
         install_actions.ports(Properties(control_port="70000"))
+
+
+# -- the trusted root the MSI ships (decision 086) -----------------------------------------
+
+# As the action gets it on Windows; a Path of one name on Linux, which str() gives back.
+ROOT = Path(r"C:\Program Files\nodekeeper\trusted-root.json")
+ROOT_LINE = r"trusted_root = 'C:\Program Files\nodekeeper\trusted-root.json'"
+
+
+def test_a_written_config_names_the_shipped_root_in_update(tmp_path: Path) -> None:
+    runtime = Path(PureWindowsPath(r"C:\Program Files\nodekeeper\runtime"))
+    text = install_actions.keeper_config_text(runtime, "https://cp.example/", trusted_root=ROOT)
+    managed = tomllib.loads(text)
+    assert managed["update"] == {"server": "https://cp.example/", "trusted_root": str(ROOT)}
+    # The keeper loads what the installer writes (decision 085's key, and its check of the
+    # root file at load), here with a real signed root where the MSI would put it.
+    from nodekeeper.keeper.config import load_config
+    from tests.windows.tuf_metadata import make_repository
+
+    root = tmp_path / "trusted-root.json"
+    root.write_bytes(make_repository(tmp_path / "metadata").root_v1)
+    config_file = tmp_path / "keeper.toml"
+    config_file.write_text(install_actions.keeper_config_text(tmp_path, "https://cp.example/",
+                                                              trusted_root=root))  # fmt: skip
+    assert load_config(config_file).trusted_root_path() == root
+
+
+def test_without_a_server_the_root_is_named_in_a_comment_only() -> None:
+    runtime = Path(PureWindowsPath(r"C:\Program Files\nodekeeper\runtime"))
+    text = install_actions.keeper_config_text(runtime, "", trusted_root=ROOT)
+    assert "update" not in tomllib.loads(text)  # [update] needs a server: none to give
+    assert f"\n# {ROOT_LINE}\n" in text
+
+
+MANAGED = (
+    "data_dir = '.'\n\n[update]\nserver = 'https://cp.example/'\n\n[stop]\ntimeout_seconds = 5\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("kept", "added"),
+    [
+        (MANAGED, True),
+        (MANAGED.replace("\n", "\r\n").replace("[update]", " [ update ]  # ours"), True),
+        (MANAGED.replace("\n\n[stop]\ntimeout_seconds = 5\n", ""), True),  # [update] last
+        ("data_dir = '.'\n", False),  # no [update]: nothing downloads, nothing to verify
+        (MANAGED.replace("server =", "trusted_root = 'D:/mine.json'\nserver ="), False),
+        ("update = { server = 'https://cp.example/' }\n", False),  # inline: not edited
+        ("update.server = 'https://cp.example/'\n", False),  # dotted keys: not edited
+        ("[update\n", False),  # not TOML
+    ],
+)  # fmt: skip
+def test_an_upgrade_adds_the_root_to_a_kept_update_table_and_nothing_else(
+    kept: str, added: bool
+) -> None:
+    edited, why = install_actions.add_trusted_root(kept, ROOT)
+    if not added:
+        assert edited is None and why
+        return
+    assert edited is not None, why
+    before, after = tomllib.loads(kept), tomllib.loads(edited)
+    assert after["update"].pop("trusted_root") == str(ROOT)
+    assert after == before
+    assert edited.count(ROOT_LINE) == 1
+    if "\r\n" in kept:  # the file's own line ends
+        assert edited.count("\n") == edited.count("\r\n")
+
+
+def test_the_reasons_a_kept_config_is_not_edited() -> None:
+    def why(text: str) -> str:
+        return install_actions.add_trusted_root(text, ROOT)[1]
+
+    assert why("data_dir = '.'\n") == "no [update] table: this keeper downloads nothing to verify"
+    assert why("[update]\nserver = 'x'\ntrusted_root = 'D:/mine.json'\n") == (
+        "kept its own trusted_root = 'D:/mine.json'"
+    )
+    assert why("update.server = 'x'\n").endswith(f"add `{ROOT_LINE}` to it by hand")
+    assert why("[update\n").startswith("not TOML (")
+
+
+def test_the_kept_file_is_edited_in_place_with_its_bom_and_line_ends(tmp_path: Path) -> None:
+    config = tmp_path / "keeper.toml"
+    config.write_bytes(b"\xef\xbb\xbf" + MANAGED.replace("\n", "\r\n").encode())
+    said = install_actions.point_at_trusted_root(config, ROOT)
+    assert said == f"trusted root {ROOT}: keeper.toml: added `{ROOT_LINE}` to its [update] table"
+    raw = config.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" + ROOT_LINE.encode() + b"\r\n" in raw
+    assert raw.count(b"\n") == raw.count(b"\r\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keeper.toml"]  # no .new left
+    again = install_actions.point_at_trusted_root(config, ROOT)
+    assert again.endswith(f"kept its own trusted_root = {str(ROOT)!r}")
+
+
+def test_an_msi_whose_root_is_missing_fails_before_writing_anything(tmp_path: Path) -> None:
+    data = tmp_path / "ProgramData" / "nodekeeper"
+    with pytest.raises(ActionFailed, match=r"ships a trusted root, but .* is not there: repair"):
+        install_actions.configure(data, tmp_path / "runtime", Properties(), tmp_path / "none.json")
+    assert not data.exists()
+
+
+def test_no_user_may_write_the_metadata_cache() -> None:
+    """<data dir>\\state\\tuf (decision 085's cache, rotated roots included) has no rule of
+    its own: it inherits the data directory's, where users only read."""
+    covering = [rule for rule in acl.RULES if "state/tuf".startswith(rule.relative)]
+    assert [rule.relative for rule in covering] == [""]
+    assert dict(covering[0].grants)[acl.USERS] == acl.READ

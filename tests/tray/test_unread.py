@@ -39,6 +39,19 @@ def test_damaged_entries_are_left_out_and_extra_fields_kept_as_details() -> None
     assert "What to do: free some space" in text and "disk: D:" in text
 
 
+def test_a_nodes_json_line_shows_its_message_and_keeps_the_rest_as_details() -> None:
+    line = json.dumps({"time": "2026-12-03T07:00:00Z", "level": "ERROR",
+                       "msg": "database is locked", "piece": "abc"})  # fmt: skip
+    [item] = problems([{**entry(1, "node"), "message": line}])
+    assert item.message == "database is locked"
+    assert item.details == {"node time": "2026-12-03T07:00:00Z", "node piece": "abc"}
+    # Anything else is shown as it was written: plain text, JSON without a message, a
+    # JSON list, a damaged line.
+    for text in ("plain {x}", '{"level": "ERROR"}', "[1, 2]", '{"msg": ', '{"msg": 3}'):
+        [kept] = problems([{**entry(1, "node"), "message": text}])
+        assert (kept.message, kept.details) == (text, {})
+
+
 def test_filters_by_source_and_minimum_severity() -> None:
     items = problems([entry(1, "node", "WARNING"), entry(2, "updater", "ERROR"),
                       entry(3, "keeper", "CRITICAL")])  # fmt: skip

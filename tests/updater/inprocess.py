@@ -58,6 +58,7 @@ from nodekeeper.updater.schedule import CheckTiming
 from nodekeeper.updater.state import UpdateState
 from nodekeeper.version.platforms import this_platform
 from tests.artifacts import build_faulty, build_good
+from tests.support import free_port
 
 from .scripted_node import ScriptedNode, describe
 
@@ -81,9 +82,7 @@ class LoopbackControlPlane:
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()  # kept across stop() and start(): see tests/support.py
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = ServerSettings(
             db_url=f"sqlite:///{data_dir / 'control-plane.db'}",

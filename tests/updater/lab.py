@@ -65,6 +65,45 @@ class KeeperProcess:
         self.proc.wait(10)
 
 
+def keeper_settings(
+    data_dir: Path, node: NodeSetup, status_port: int, server_url: str
+) -> dict[str, Any]:
+    """The lab's keeper.toml for one node: small timings so that an update takes a few
+    seconds (shared by `Lab` and the fleet of test_auto_pause_fleet.py)."""
+    return {
+        "data_dir": str(data_dir),
+        "node": {"config_dir": str(node.config_dir), "setup_recheck_seconds": 0.5},
+        "probe": {
+            "kind": "http",
+            "url": f"{node.control_url}/pulse",
+            "interval_seconds": 0.2,
+            "timeout_seconds": 0.5,
+            "failure_threshold": 3,
+            "start_grace_seconds": 20.0,
+        },
+        "restart": {
+            "backoff_initial_seconds": 0.2,
+            "backoff_max_seconds": 1.0,
+            "backoff_reset_after_seconds": 5.0,
+        },
+        "stop": {"timeout_seconds": 5.0, "shutdown_url": f"{node.control_url}/shutdown"},
+        "limits": {"sample_interval_seconds": 1.0},
+        "status": {"listen": f"127.0.0.1:{status_port}"},
+        "update": {
+            "server": server_url,
+            "interval_seconds": 1.0,
+            "jitter": 0.1,
+            "first_check": "now",
+            "backoff_initial_seconds": 0.5,
+            "backoff_max_seconds": 2.0,
+            "probation_seconds": 0.5,
+            "probation_start_timeout_seconds": 20.0,
+            "connect_timeout_seconds": 2.0,
+            "read_timeout_seconds": 2.0,
+        },
+    }
+
+
 class Lab(Releases):
     """The end-to-end update stack of one node; publishing and rolling out are
     `Releases`' (shared with the in-process rig)."""
@@ -112,38 +151,7 @@ class Lab(Releases):
     # -- keeper --------------------------------------------------------------------------
 
     def config(self, **sections: Any) -> Path:
-        base: dict[str, Any] = {
-            "data_dir": str(self.data_dir),
-            "node": {"config_dir": str(self.node.config_dir), "setup_recheck_seconds": 0.5},
-            "probe": {
-                "kind": "http",
-                "url": f"{self.node.control_url}/pulse",
-                "interval_seconds": 0.2,
-                "timeout_seconds": 0.5,
-                "failure_threshold": 3,
-                "start_grace_seconds": 20.0,
-            },
-            "restart": {
-                "backoff_initial_seconds": 0.2,
-                "backoff_max_seconds": 1.0,
-                "backoff_reset_after_seconds": 5.0,
-            },
-            "stop": {"timeout_seconds": 5.0, "shutdown_url": f"{self.node.control_url}/shutdown"},
-            "limits": {"sample_interval_seconds": 1.0},
-            "status": {"listen": f"127.0.0.1:{self.status_port}"},
-            "update": {
-                "server": self.cp.url,
-                "interval_seconds": 1.0,
-                "jitter": 0.1,
-                "first_check": "now",
-                "backoff_initial_seconds": 0.5,
-                "backoff_max_seconds": 2.0,
-                "probation_seconds": 0.5,
-                "probation_start_timeout_seconds": 20.0,
-                "connect_timeout_seconds": 2.0,
-                "read_timeout_seconds": 2.0,
-            },
-        }
+        base = keeper_settings(self.data_dir, self.node, self.status_port, self.cp.url)
         self.settings = deep_merge(base, sections)
         path = self.root / "keeper.toml"
         path.write_bytes(tomli_w.dumps(self.settings).encode())

@@ -117,6 +117,8 @@ class ScriptedNode:
     # How often its scripted probe answers: each answer is a change the machine hears
     # of (``next_change``), as the supervisor signals each real probe result.
     probe_interval: float = 0.005
+    # The keeper holds the node stopped (Supervisor.hold): what observe() says.
+    held: bool = False
     _argv: list[str] | None = None
     _generation: int = 0
     _run: Run | None = None
@@ -170,6 +172,7 @@ class ScriptedNode:
             last_ok_mono=run.last_ok if run else None,
             pulse=pulse,
             recent_exits=tuple(self.exits[-20:]),
+            held=self.held,
         )
 
     # -- what the supervisor would do -------------------------------------------------

@@ -312,6 +312,13 @@ def test_out_of_space_failure_is_transient() -> None:
     assert "exited" in j.message
 
 
+def test_a_hold_during_probation_blames_no_release() -> None:
+    # Decision 070: the keeper stopped the node because its storage went away.
+    j = judge(obs(exits=(Ex(reason="held", code=0, detail="held"),)), RULES, "1.1.0")
+    assert (j.verdict, j.kind, j.transient) == (Verdict.FAIL, "node_held", True)
+    assert "held the node stopped during the probation of 1.1.0" in j.message
+
+
 @pytest.mark.parametrize(
     "line",
     [

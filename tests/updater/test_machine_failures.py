@@ -69,6 +69,26 @@ async def test_download_failures_retry_next_cycle_with_the_node_untouched(rig: R
     assert rig.journal()["failed"] == []
 
 
+async def test_no_switch_while_the_keeper_holds_the_node_and_the_update_after_release(
+    rig: Rig,
+) -> None:
+    # Decision 070: the storage is gone, the keeper holds the node stopped. Switching
+    # would start nothing and the probation would blame the release.
+    await rig.install_first()
+    rig.node.held = True
+    rig.release("1.0.1")
+    await rig.cycles(1)
+    assert rig.reasons() == ["node_held"], rig.describe()
+    assert "the keeper holds the node stopped" in rig.entries("node_held")[0]["message"]
+    assert rig.journal()["current"] == "1.0.0" and rig.journal()["failed"] == []
+    assert rig.node.switches == ["1.0.0"]
+    assert rig.reports.kinds() == ["update_succeeded"]  # not reported: no release at fault
+    rig.node.held = False
+    await rig.cycles(1)
+    assert rig.journal()["current"] == "1.0.1", rig.describe()
+    assert rig.node.switches == ["1.0.0", "1.0.1"]
+
+
 async def test_preflight_failure_is_remembered_and_the_node_untouched(rig: Rig) -> None:
     await rig.install_first()
     rig.release("1.0.1", "broken_version")

@@ -27,8 +27,10 @@ SERVICE = "nodekeeper"
 
 
 def build_msis(out: Path) -> dict[str, Path]:
-    """Two MSIs of this tree: the project's version and a higher one, for the upgrade.
-    Built once per run (a lock and a marker, shared by the xdist workers)."""
+    """Two MSIs of this tree: the project's version and a higher one, for the upgrade; the
+    higher one ships a trusted root (decision 086: ``trusted_root``, the root of the real
+    signed metadata in ``tuf_metadata``). Built once per run (a lock and a marker, shared
+    by the xdist workers)."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -41,12 +43,17 @@ def build_msis(out: Path) -> dict[str, Path]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        built = {}
+        from tests.windows.tuf_metadata import make_repository
+
+        repository = make_repository(out / "tuf-metadata")
+        trusted_root = out / "trusted-root.json"
+        trusted_root.write_bytes(repository.root_v1)
+        built = {"trusted_root": trusted_root, "tuf_metadata": repository.metadata}
         for label, version in (("current", None), ("next", "0.1.1")):
             argv = [sys.executable, str(ROOT / "installer" / "build.py"), "--runtime",
                     str(runtime), "--out", str(out / label)]  # fmt: skip
             if version:
-                argv += ["--version", version]
+                argv += ["--version", version, "--trusted-root", str(trusted_root)]
             done_build = subprocess.run(argv, capture_output=True, text=True, check=False)
             assert done_build.returncode == 0, done_build.stderr
             built[label] = Path(done_build.stdout.strip())
@@ -143,6 +150,48 @@ class MsiSession:
                 "    if win32process.GetExitCodeProcess(h) == 259: result.append(pid)\n"
             )
         )
+
+    def tray_entries(self, links: list[Path]) -> dict[str, Any]:
+        """What the shell reads from the Start menu's links (target, arguments, working
+        directory) and the machine's Run value for the tray app (64-bit view; None when
+        absent), in one run of the runtime."""
+        paths = [windows_path(link) for link in links]
+        return dict(
+            self.windows(
+                "import json, pythoncom, winreg\nfrom win32com.shell import shell\n"
+                "pythoncom.CoInitialize()\nresult = {'links': {}, 'run': None}\n"
+                f"for path in {paths!r}:\n"
+                "    link = pythoncom.CoCreateInstance(shell.CLSID_ShellLink, None,\n"
+                "        pythoncom.CLSCTX_INPROC_SERVER, shell.IID_IShellLink)\n"
+                "    link.QueryInterface(pythoncom.IID_IPersistFile).Load(path)\n"
+                "    result['links'][path] = {'target': link.GetPath(shell.SLGP_RAWPATH)[0],\n"
+                "        'arguments': link.GetArguments(),\n"
+                "        'working_directory': link.GetWorkingDirectory()}\n"
+                "try:\n"
+                "    with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE,\n"
+                "            r'Software\\Microsoft\\Windows\\CurrentVersion\\Run', 0,\n"
+                "            winreg.KEY_READ | winreg.KEY_WOW64_64KEY) as key:\n"
+                "        result['run'] = winreg.QueryValueEx(key, 'nodekeeper')[0]\n"
+                "except OSError:\n"
+                "    pass\n"
+            )
+        )
+
+    def start_from_run_value(
+        self, command: str, display: str, desktop: tuple[int, int] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """The Run value's command line, started as Windows would at logon: the program in
+        quotes, then its arguments. With an X display: Wine's user32 needs one. With
+        ``desktop`` (width, height), in a Wine virtual desktop of that size (its own
+        explorer.exe and taskbar; the returned process is then Wine's starter)."""
+        assert command.startswith('"'), command
+        program, _, arguments = command[1:].partition('" ')
+        where = ["explorer", f"/desktop=nk-tray,{desktop[0]}x{desktop[1]}"] if desktop else []
+        return subprocess.Popen(
+            ["wine", *where, program, *arguments.split()],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**self.wine.env, "DISPLAY": display},
+        )  # fmt: skip
 
     def prefix_path(self, windows: str) -> Path:
         """A C:\\ path as the Linux side sees it."""

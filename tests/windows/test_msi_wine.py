@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +26,9 @@ from nodekeeper.service.acl import ADMINISTRATORS, SYSTEM, USERS
 from tests.selfupdate.keepers import build_keeper, install
 from tests.support import free_port
 from tests.windows.msi import MsiSession, build_msis, private_wine, wait
-from tests.windows.wine import WineRuntime
+from tests.windows.pictures import wait_for_wizard
+from tests.windows.wine import WineRuntime, windows_path
+from tests.xdisplay import screenshot, window_names, xvfb
 
 pytestmark = [pytest.mark.wine, pytest.mark.timeout(600)]
 
@@ -53,7 +58,7 @@ def digest(path: Path) -> str:
 
 
 def test_install_runs_the_service_until_stopped_upgraded_and_removed(
-    msi: MsiSession, msis: dict[str, Path]
+    msi: MsiSession, msis: dict[str, Path], tmp_path: Path
 ) -> None:
     """An interactive-style install (no properties): the service starts at install, says
     RUNNING once the keeper answers, and the node waits in needs-setup for the wizard."""
@@ -76,13 +81,8 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert "keeper answers: service running" in launcher_log
     seen = wait(lambda: (s := msi.status()) and s["state"] == NEEDS_SETUP and s, 60, "needs-setup")
     assert seen["pid"] is None or isinstance(seen["pid"], int)
-    # The Start menu's logs folder (Wine keeps the all-users menu in its one user's profile).
-    menu = "**/Start Menu/Programs/nodekeeper/nodekeeper logs.lnk"
-    links = [
-        *msi.prefix_path("C:\\ProgramData").glob(menu),
-        *msi.prefix_path("C:\\users").glob(menu),
-    ]
-    assert len(links) == 1, links
+    links = check_tray_entries(msi)
+    check_the_run_value_starts_the_tray(msi, tmp_path)
     keeper_config = (msi.data / "keeper.toml").read_text()
     assert "[update]" not in keeper_config  # no SERVER_URL: the runtime's own node
 
@@ -100,6 +100,10 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     # (decision 066: the newer keeper wins, whichever way it came).
     install(build_keeper("good", "0.2.0", msi.work / "rel"), versions_dir(msi.data))
     statefile.save_state(state_dir(msi.data), State(current="0.2.0"))
+    # A rotated root the keeper had learned into its metadata cache (decision 086).
+    learned = state_dir(msi.data) / "tuf" / "root_history" / "2.root.json"
+    learned.parent.mkdir(parents=True)
+    learned.write_bytes((msis["tuf_metadata"] / "2.root.json").read_bytes())
     before = digest(msi.data / "keeper.toml")
     upgraded = msi.install(msis["next"])
     assert upgraded.code == 0, upgraded.log[-3000:]
@@ -107,6 +111,8 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert digest(msi.data / "keeper.toml") == before
     assert "kept C:\\ProgramData\\nodekeeper\\keeper.toml" in upgraded.log
     assert last_started(msi) == "0.2.0"
+    check_the_trusted_root(msi, msis, upgraded.log)
+    assert learned.read_bytes() == (msis["tuf_metadata"] / "2.root.json").read_bytes()
     # The other order: the self-updated keeper is older than the installed one.
     assert msi.wine.run_exe("sc", "stop", "nodekeeper").returncode == 0
     msi.wait_state(STOPPED, 90)
@@ -123,8 +129,103 @@ def test_install_runs_the_service_until_stopped_upgraded_and_removed(
     assert "missing" in msi.service()
     assert "nodekeeper install action: kept C:\\ProgramData\\nodekeeper" in removed.log
     assert not msi.program_files.exists() or not any(msi.program_files.rglob("*.py*"))
+    assert not (msi.program_files / "trusted-root.json").exists()
     assert (msi.data / "keeper.toml").exists()
-    assert not links[0].exists()
+    # The Start menu entries and the tray's start at logon went with the program.
+    assert [link for link in links if link.exists()] == []
+    assert msi.tray_entries([])["run"] is None
+
+
+def check_the_trusted_root(msi: MsiSession, msis: dict[str, Path], log: str) -> None:
+    """The MSI built with a trusted root (decision 086) installs it beside the runtime,
+    byte for byte, read-only (Wine keeps that attribute as a file without write bits); the
+    install action is told where, and leaves a keeper.toml without [update] (nothing to
+    verify) as it was. The runtime the MSI installed verifies it with its own tuf and
+    cryptography (the win_amd64 wheel)."""
+    root = msi.program_files / "trusted-root.json"
+    assert root.read_bytes() == msis["trusted_root"].read_bytes()
+    assert root.stat().st_mode & 0o222 == 0, oct(root.stat().st_mode)
+    where = "C:\\Program Files\\nodekeeper\\trusted-root.json"
+    assert f"trusted root {where}: keeper.toml: no [update] table" in log, log[-3000:]
+    checked = msi.wine.run_exe(
+        "C:\\Program Files\\nodekeeper\\runtime\\python.exe", "-c",
+        "from tuf.api.metadata import Metadata\n"
+        f"md = Metadata.from_file(r'{where}')\n"
+        "md.signed.verify_delegate('root', md.signed_bytes, md.signatures)\n"
+        "print('RESULT', md.signed.type, md.signed.version)\n",
+    )  # fmt: skip
+    assert checked.output.strip().endswith("RESULT root 1"), checked.output
+
+
+def check_the_run_value_starts_the_tray(msi: MsiSession, out: Path) -> None:
+    """What Windows runs at each logon, run here: the tray app claims its one instance per
+    session (its loopback port in the user's runtime directory answers a second start's
+    "raise") and opens its window (pythonw.exe: no console) on an 800x600 desktop (a Wine
+    virtual desktop: the service started the prefix's own desktop without a display, at
+    another size), on the Set up screen, since the installed keeper's node waits for
+    setup. Once that screen is drawn whole (its fields and buttons: a picture that merely
+    stops changing can be one taken halfway through Wine's first drawing of it) the screen
+    is written as ``wine-tray-installed.png`` (and to $NODEKEEPER_SCREENSHOTS when set);
+    the window, title bar included, is on it."""
+    command = msi.tray_entries([])["run"]
+    with xvfb(800, 600) as display:
+        tray = msi.start_from_run_value(command, display, desktop=(800, 600))
+        lock: list[Path] = []
+        try:
+            users = msi.prefix_path("C:\\users")
+            ports = wait(lambda: list(users.glob("*/AppData/Local/Temp/nodekeeper/tray.port")),
+                         60, "the tray app's instance port")  # fmt: skip
+            port = int(ports[0].read_text().strip())
+            lock.append(ports[0].with_name("tray.lock"))  # the app's Windows pid
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.sendall(b"raise\n")
+                assert conn.recv(16) == b"ok\n"
+            wait(lambda: any("nodekeeper" in name for name in window_names(display)), 60,
+                 "the tray app's window on the display")  # fmt: skip
+            assert tray.poll() is None, "the tray app ended"
+            shot = wait_for_wizard(display, 60, out / "wine-tray-not-drawn.png")
+            save_screenshot(screenshot(display), out / "wine-tray-installed.png")
+            x, y, width, height = shot.rect  # the whole window: Wine draws the frame here
+            assert x >= 0 and y >= 0 and x + width <= 800 and y + height <= 600, shot.rect
+        finally:
+            pid = lock[0].read_text().strip() if lock and lock[0].exists() else ""
+            if pid.isdigit():
+                msi.kill(int(pid))  # the app, which would hold the program's files
+            tray.kill()  # Wine's start.exe, waiting for the desktop
+            tray.wait(30)
+
+
+def save_screenshot(image: Any, path: Path) -> None:
+    image.save(path)
+    print(f"screenshot: {path}")
+    extra = os.environ.get("NODEKEEPER_SCREENSHOTS")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        image.save(Path(extra) / path.name)
+
+
+def check_tray_entries(msi: MsiSession) -> list[Path]:
+    """The tray app's Start menu entries and its start at every logon (decision 072), each
+    pointing at a file the install put there. Returns the menu's links."""
+    # Wine keeps the all-users Start menu in its one user's profile.
+    menu = "**/Start Menu/Programs/nodekeeper/*.lnk"
+    links = [*msi.prefix_path("C:\\ProgramData").glob(menu),
+             *msi.prefix_path("C:\\users").glob(menu)]  # fmt: skip
+    entries = msi.tray_entries(links)
+    by_name = {link.stem: entries["links"][windows_path(link)] for link in links}
+    assert sorted(by_name) == ["nodekeeper", "nodekeeper dashboard", "nodekeeper logs"], links
+    runtime = "C:\\Program Files\\nodekeeper\\runtime\\"
+    pythonw = runtime + "pythonw.exe"
+    assert by_name["nodekeeper"] == {"target": pythonw, "arguments": "-m nodekeeper tray",
+                                     "working_directory": runtime}  # fmt: skip
+    assert by_name["nodekeeper dashboard"]["target"] == pythonw
+    assert by_name["nodekeeper dashboard"]["arguments"] == "-m nodekeeper tray --open-dashboard"
+    assert by_name["nodekeeper logs"]["target"] == "C:\\ProgramData\\nodekeeper\\logs"
+    assert msi.prefix_path(pythonw).is_file()
+    assert msi.prefix_path(by_name["nodekeeper logs"]["target"]).is_dir()
+    # At every user's logon: the machine's Run value, the same program and arguments.
+    assert entries["run"] == f'"{pythonw}" -m nodekeeper tray'
+    return links
 
 
 WALLET = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55's own example

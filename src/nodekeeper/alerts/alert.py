@@ -22,6 +22,9 @@ KINDS = (
     "storage_missing",
     "node_offline",
     "control_plane_unreachable",
+    # The keeper's storage watch (decision 070).
+    "clock_off",
+    "identity_missing",
 )
 
 Severity = Literal["info", "warning", "error", "critical"]

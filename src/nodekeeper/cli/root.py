@@ -37,8 +37,9 @@ def _registrars() -> list[Registrar]:
     else:
         registrars += [keeper_commands.register, firewall_commands.register]
     from nodekeeper.service import commands as service_commands
+    from nodekeeper.tray import commands as tray_commands
 
-    registrars.append(service_commands.register)
+    registrars += [service_commands.register, tray_commands.register]
     return registrars
 
 

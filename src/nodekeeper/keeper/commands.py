@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.set_defaults(handler=status_command)
 
     update = subparsers.add_parser(
-        "update", help="ask the running keeper about updates of the node"
+        "update",
+        aliases=["updates"],
+        help="ask the running keeper about updates of the node",
     )
     update_sub = update.add_subparsers(dest="update_command", metavar="COMMAND", required=True)
     check = update_sub.add_parser(
@@ -72,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"the keeper's status URL (default http://127.0.0.1:{DEFAULT_STATUS_PORT})",
     )
     check.set_defaults(handler=update_check_command)
+
+    from nodekeeper.keeper import control_commands  # `node restart`, `update pause`, ...
+
+    control_commands.register_update(update_sub)
+    control_commands.register(subparsers)
 
 
 # -- run ---------------------------------------------------------------------------------

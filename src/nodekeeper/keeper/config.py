@@ -89,6 +89,26 @@ class NodeConfig(_Section):
         default=600.0,
         description="While the node is not set up: how often the log says so.",
     )
+    dashboard_url: str | None = Field(
+        default=None,
+        description="The node's own dashboard (http:// or https://), which the tray app's "
+        '"Open dashboard" opens and the status shows; unset: none. The installer writes the '
+        "reference node's: http://127.0.0.1:<control port>/dashboard.",
+    )
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an http:// or https:// URL, e.g. http://127.0.0.1:7778/dashboard"
+            )
+        return value
 
 
 class ProbeConfig(_Section):
@@ -260,6 +280,50 @@ class FirewallConfig(_Section):
     )
 
 
+class ReachabilityConfig(_Section):
+    """``[reachability]``: the control plane dials the node back from outside (decision 082)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Ask the control plane (update.server; without [update] there is none) "
+        "to dial the node's public address back over TCP and QUIC/UDP: once the node is "
+        "healthy, then every interval_seconds. The result is in the status, the tray and the "
+        "metrics; becoming unreachable is reported. false: never ask.",
+    )
+    interval_seconds: Seconds = Field(
+        default=21600.0,
+        description="Time between checks (6 hours). The control plane allows one check per "
+        "node per 10 minutes and says when to come back (Retry-After), which is honoured.",
+    )
+    retry_seconds: Seconds = Field(
+        default=900.0,
+        description="After a check that failed (no answer, refused) without a Retry-After: "
+        "how long until the next try.",
+    )
+    address: str | None = Field(
+        default=None,
+        description="The node's public HOST:PORT to have dialled. Unset: the node's external "
+        "address ([operator] external_address in the reference node's config.toml, or a "
+        "Storj node's contact.external-address). The control plane dials only the address "
+        "the keeper's request comes from, so HOST must name this machine's public address.",
+    )
+    request_deadline_seconds: Seconds = Field(
+        default=30.0,
+        description="The whole request, the control plane's dials included, must be over "
+        "within this long.",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return node_settings.check_external_address(value)
+        except node_settings.InvalidSetting as exc:
+            raise ValueError(str(exc)) from None
+
+
 class UpdateConfig(_Section):
     """``[update]``: present = the keeper installs and updates the node itself.
 
@@ -296,9 +360,9 @@ class UpdateConfig(_Section):
     )
     first_check: Literal["random", "now"] = Field(
         default="random",
-        description='"random": the first check comes uniformly in [0, interval) after start '
-        '(a fleet rebooted together spreads out); "now": at once. Nothing installed yet → at '
-        "once.",
+        description='"random": the first check comes at a random time in [0, interval × (1 + '
+        "jitter)) after start, drawn so that a fleet rebooted together checks at a steady rate "
+        'from the first minute (decision 081); "now": at once. Nothing installed yet → at once.',
     )
     backoff_initial_seconds: Seconds = Field(
         default=30.0, description="Delay after a failed check; it doubles with each failure."
@@ -340,6 +404,26 @@ class UpdateConfig(_Section):
         description="Extra CA roots (PEM file) for TLS to the control plane and artifact "
         "hosts; unset: the system's roots.",
     )
+    quiet_window: str | None = Field(
+        default=None,
+        description='A daily local time window with no updates, "HH:MM-HH:MM" (e.g. '
+        '"18:00-23:00"; past midnight wraps). Checks go on; an update due inside it waits '
+        "until it ends, except below the network's minimum version. The operator's own "
+        "window (tray, `nodekeeper update quiet-window`; state/maintenance.json) wins.",
+    )
+    trusted_root: str | None = Field(
+        default=None,
+        description="Signed releases (decision 085): the TUF root.json trust starts from "
+        "(placeholders as in node.command; the MSI installs its own). Set: every artifact, "
+        "the node's and the keeper's own, must be signed in the control plane's TUF "
+        "metadata with the announced size and sha256, or it is not downloaded. Unset: "
+        "the announcement's sha256 alone (status warns). Newer roots are kept in "
+        "{data_dir}/state/tuf.",
+    )
+    tuf_metadata_url: str | None = Field(
+        default=None,
+        description="Where the TUF metadata is served; unset: server + /tuf/metadata/.",
+    )
     downgrade_refused_exit_code: int = Field(
         default=65,
         ge=1,
@@ -348,6 +432,26 @@ class UpdateConfig(_Section):
         "reference node's 65): an old version refusing to start after a failed update means "
         "a migration ran, so the keeper holds on the new version.",
     )
+
+    @field_validator("quiet_window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            from nodekeeper.updater.maintenance import QuietWindow
+
+            QuietWindow.parse(value)  # its ValueError says how to write it
+        return value
+
+    @field_validator("tuf_metadata_url")
+    @classmethod
+    def _metadata_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            node_settings.check_server_url(value)
+        except node_settings.InvalidSetting as exc:
+            raise ValueError(str(exc)) from None
+        return value.rstrip("/") + "/"
 
     @field_validator("server")
     @classmethod
@@ -375,6 +479,7 @@ class KeeperConfig(_Section):
     logs: LogSettings = Field(default_factory=LogSettings)
     firewall: FirewallConfig = Field(default_factory=FirewallConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    reachability: ReachabilityConfig = Field(default_factory=ReachabilityConfig)
     update: UpdateConfig | None = None
 
     # Filled in by load_config(); not a TOML key.
@@ -397,6 +502,11 @@ class KeeperConfig(_Section):
 
     def state_path(self) -> Path:
         return self.data_path() / "state"
+
+    def trusted_root_path(self) -> Path | None:
+        """``[update] trusted_root`` expanded and absolute; None when unset."""
+        root = self.update.trusted_root if self.update else None
+        return self._absolute(self.expand(root)) if root else None
 
     def update_args(self) -> list[str]:
         assert self.update is not None
@@ -503,7 +613,23 @@ def load_config(path: Path | None) -> KeeperConfig:
         config = KeeperConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
-    return config.model_copy(update={"source": path.resolve()})
+    config = config.model_copy(update={"source": path.resolve()})
+    _check_trusted_root(config, path)
+    return config
+
+
+def _check_trusted_root(config: KeeperConfig, path: Path) -> None:
+    """A keeper told to verify releases must start with a root it can verify against:
+    refused at load, not at the first update. Loads tuf only when the key is set."""
+    root = config.trusted_root_path()
+    if root is None:
+        return
+    from nodekeeper.updater.trust import load_trusted_root
+
+    try:
+        load_trusted_root(root)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: update.trusted_root: {exc}") from None
 
 
 # pydantic puts the union member or validator it tried into the location; not a key.

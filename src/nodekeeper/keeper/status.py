@@ -27,7 +27,8 @@ HISTORY = 20
 class ExitInfo:
     code: int | None
     # "crash", "hung", "memory" (soft-limit restart), "not-set-up", "stopped" (keeper shutdown)
-    # "start-failed" (the program could not be started at all)
+    # "start-failed" (the program could not be started at all), "switched" (a version
+    # switch), "held" (the keeper holds the node stopped: Supervisor.hold)
     reason: str
     at: float  # wall clock
     detail: str = ""

@@ -1,6 +1,8 @@
 """`nodekeeper status` for people (pure: status JSON in, text out, 80 columns).
 
-Problems come first, each on a line starting with ``!``: the control plane unreachable
+Problems come first, each on a line starting with ``!``: the node held stopped by the
+keeper (its storage is gone) and the storage watch's problems (disk nearly full, clock
+off, identity missing), the control plane unreachable
 (since when), the last update failure, reports waiting, identity problems, a crash loop,
 a held update, a firewall that blocks the node's port (with the fix), limits not in
 force, logs at their cap. Then the node, then the updater:
@@ -49,12 +51,25 @@ def _row(label: str, text: str, width: int) -> list[str]:
 
 # -- problems ------------------------------------------------------------------------------
 
+UNSIGNED_WARNING = (
+    "releases are not signature-checked: no [update] trusted_root, so whoever controls the "
+    "control plane (or holds its admin token) can install anything on this node. Fix: set "
+    "[update] trusted_root to your release manager's root.json (decision 085)"
+)
+
 
 def status_problems(data: dict[str, Any], now: float) -> list[str]:
     """What an operator must look at, most important first."""
     problems: list[str] = []
     update = data.get("update") or {}
     reports = data.get("reports") or {}
+    hold = data.get("hold")
+    if hold:  # the keeper stopped the node on purpose (decision 070)
+        problems.append(f"NODE STOPPED BY THE KEEPER: {hold['reason']}. Fix: {hold['fix']}")
+    watch = (data.get("watch") or {}).get("problems") or {}
+    problems.extend(
+        f"{p['message']}. Fix: {p['fix']}" for kind, p in watch.items() if kind != "storage_missing"
+    )
     if update.get("held"):
         held = update["held"]
         problems.append(f"UPDATE HELD on {held['version']}: {held['message']}")
@@ -89,11 +104,16 @@ def status_problems(data: dict[str, Any], now: float) -> list[str]:
     if queued and (reports.get("failures_in_row") or reports.get("last_error")):
         error = reports.get("last_error") or "not sent yet"
         problems.append(f"{queued} report(s) waiting to be sent: {error}")
+    if data.get("signed_releases") is False:
+        problems.append(UNSIGNED_WARNING)
     if update.get("decision", {}) and update["decision"].get("code") == "no-artifact":
         problems.append(update["decision"]["reason"])
     blocked = firewall_problem(data.get("firewall"))
     if blocked:
         problems.append(blocked)
+    unreachable = reachability_problem(data.get("reachability"))
+    if unreachable:
+        problems.append(unreachable)
     problems.extend(f"limits: {note}" for note in data.get("limit_notes") or [])
     logs = data.get("logs") or {}
     used, cap = logs.get("bytes"), logs.get("cap_bytes")
@@ -160,7 +180,11 @@ def status_rows(data: dict[str, Any], now: float | None = None) -> list[tuple[st
     firewall = firewall_row(data.get("firewall"))
     if firewall:
         rows.append(("firewall", firewall))
+    outside = reachability_row(data.get("reachability"), now)
+    if outside:
+        rows.append(("from outside", outside))
     rows.extend(update_rows(data.get("update"), now))
+    rows.extend(maintenance_rows(data.get("maintenance")))
     reports = data.get("reports")
     if reports and reports.get("queued"):
         rows.append(("reports", f"{reports['queued']} waiting to be sent"))
@@ -206,6 +230,39 @@ def firewall_problem(firewall: dict[str, Any] | None) -> str | None:
     return text + f"; fix ({last['fix_note']}): " + " && ".join(last["fix"])
 
 
+_UDP_WORDS = {"reachable": "reachable", "no_answer": "no answer", "unreachable": "unreachable"}
+
+
+def reachability_row(reach: dict[str, Any] | None, now: float) -> str | None:
+    """The dial-back's one line (decision 082): "TCP reachable, UDP no answer (checked
+    14:02)", with why the last try failed when it did; None from a keeper that does not
+    ask (no [update], or [reachability] enabled = false)."""
+    if reach is None:
+        return None
+    last = reach.get("last")
+    if last:
+        text = (
+            f"TCP {last['tcp']}, UDP {_UDP_WORDS.get(last['udp'], last['udp'])} "
+            f"(checked {_minute(last['checked_at'], now)})"
+        )
+    elif reach.get("checking"):
+        text = "checking now"
+    else:
+        text = "not checked yet"
+    error = reach.get("last_error")
+    if error:
+        text += f"; last try: {error}"
+    return text
+
+
+def reachability_problem(reach: dict[str, Any] | None) -> str | None:
+    """The problem line when the dial-back found the node unreachable from outside."""
+    last = (reach or {}).get("last")
+    if not last or (last["tcp"] != "unreachable" and last["udp"] != "unreachable"):
+        return None
+    return f"the node is unreachable from outside ({last['address']}): {last['detail']}"
+
+
 def update_rows(update: dict[str, Any] | None, now: float | None = None) -> list[tuple[str, str]]:
     """The updater's part of the status table (none when updates are not managed)."""
     if not update:
@@ -239,6 +296,19 @@ def update_rows(update: dict[str, Any] | None, now: float | None = None) -> list
         if update.get("next_check_at") is not None:
             when += f" (at {_clock(update['next_check_at'], now)})"
         rows.append(("next check", when))
+    return rows
+
+
+def maintenance_rows(maintenance: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The operator's quiet window and pause (decision 069), when one is set."""
+    if not maintenance or not (maintenance.get("quiet_window") or maintenance.get("paused_until")):
+        return []
+    rows = []
+    if maintenance.get("quiet_window"):
+        rows.append(("quiet window", f"{maintenance['quiet_window']} (local time)"))
+    why = (maintenance.get("verdict") or {}).get("why")
+    if why:
+        rows.append(("updates now", why))
     return rows
 
 
@@ -288,6 +358,12 @@ def _when(at: float, now: float) -> str:
 def _clock(at: float, now: float) -> str:
     fmt = "%H:%M:%S" if abs(at - now) < 86400 else "%Y-%m-%d %H:%M:%S"
     return time.strftime(fmt, time.localtime(at))
+
+
+def _minute(at: float, now: float) -> str:
+    """A wall-clock time to the minute, with the date when it is not today's."""
+    same_day = time.localtime(at)[:3] == time.localtime(now)[:3]
+    return time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", time.localtime(at))
 
 
 def _duration(seconds: float | None) -> str:

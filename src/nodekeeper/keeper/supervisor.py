@@ -142,6 +142,22 @@ class RunView:
     last_ok_mono: float | None  # when this run's probe last passed
     pulse: dict[str, Any] | None
     recent_exits: tuple[ExitView, ...]
+    # The keeper holds the node stopped on purpose (see Supervisor.hold): an update must
+    # not switch now, nothing it starts would run.
+    held: bool = False
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why the keeper keeps the node stopped on purpose, since when (wall clock), and what
+    the operator can do about it (decision 070)."""
+
+    reason: str
+    fix: str
+    since: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "since": self.since, "fix": self.fix}
 
 
 def describe_exit(code: int | None) -> str:
@@ -203,6 +219,7 @@ class Supervisor:
         # state event, a probe result, an exit, a shutdown request. Waiters (``switch``,
         # the updater's probation) sleep on it instead of polling.
         self._change = asyncio.Event()
+        self._hold: Hold | None = None
 
     # -- public ------------------------------------------------------------------------
 
@@ -225,7 +242,9 @@ class Supervisor:
                 "cap_bytes": self.config.logs.total_cap,
             },
         }
-        return status_dict(self.status, view, self.platform.name)
+        data = status_dict(self.status, view, self.platform.name)
+        data["hold"] = self._hold.as_dict() if self._hold is not None else None
+        return data
 
     def set_command(self, argv: list[str] | None) -> None:
         """The command to run from the next start on (before :meth:`run`, or to change
@@ -258,14 +277,44 @@ class Supervisor:
         timeout), then start ``argv`` at once, without backoff; also cuts a backoff or
         setup-recheck wait short. Returns once the new command has been started (or the
         keeper is shutting down); returns the new command's generation. Restart backoff
-        and crash-loop count start afresh: they were about the old version."""
+        and crash-loop count start afresh: they were about the old version.
+
+        During a :meth:`hold` nothing starts: the command is recorded (it is what runs at
+        the release) and this returns at once, so an update never waits for the operator
+        to plug a disk back in; ``observe().held`` tells the caller (the update machine
+        checks it before switching, decision 070)."""
         self.set_command(argv)
         generation = self._generation
         if self._switch is not None:
             self._switch.set()
-        while self._run_generation < generation and not self._stop_requested:
-            await self.next_change().wait()  # the new run's SPAWNED event, or a shutdown
+        while self._run_generation < generation and not self._stop_requested and self._hold is None:
+            await self.next_change().wait()  # the new run's SPAWNED event, a shutdown, a hold
         return generation
+
+    @property
+    def held(self) -> Hold | None:
+        return self._hold
+
+    def hold(self, reason: str, fix: str) -> None:
+        """Stop the node gracefully (as a switch does: kill after the stop timeout) and
+        start nothing until :meth:`release`; e.g. its storage directory is gone and every
+        audit it answered now would fail (decision 070). Holding again while held only
+        updates ``reason`` and ``fix``; ``since`` stays the first hold's."""
+        since = self._hold.since if self._hold is not None else time.time()
+        self._hold = Hold(reason, fix, since)
+        if self._switch is not None:
+            self._switch.set()  # ends the current run, or cuts a backoff wait short
+        self._changed()
+
+    def release(self) -> None:
+        """End the hold: the node starts at once (without backoff), with the newest
+        command. Nothing happens when nothing is held."""
+        if self._hold is None:
+            return
+        self._hold = None
+        if self._switch is not None:
+            self._switch.set()  # wakes run() from its wait for the release
+        self._changed()
 
     def observe(self) -> RunView:
         st = self.status
@@ -280,6 +329,7 @@ class Supervisor:
             last_ok_mono=self._last_ok_mono,
             pulse=dict(pulse.data) if pulse and pulse.data else None,
             recent_exits=tuple(self._exit_log),
+            held=self._hold is not None,
         )
 
     def request_shutdown(self) -> None:
@@ -310,6 +360,11 @@ class Supervisor:
             # Cleared before the command is read: a switch() after this point ends the run
             # it is about to start, so the newest command always wins.
             self._switch.clear()
+            if self._hold is not None:
+                if adopted is None:
+                    await self._sleep(math.inf)  # until release() (or a shutdown)
+                    continue
+                self._switch.set()  # a node taken over while held is stopped at once
             if self._argv is None and adopted is None:
                 await self._sleep(math.inf)
                 continue
@@ -323,6 +378,9 @@ class Supervisor:
                 break
             if reason == "switch":
                 self._after_switch(code)
+                continue
+            if reason == "hold":
+                self._after_hold(code)
                 continue
             delay = self._after_exit(code, reason)
             await self._sleep(delay)
@@ -425,7 +483,8 @@ class Supervisor:
             if shutdown in done:
                 reason = "stopped"
             elif switch in done:
-                reason = "switch"
+                # The switch event also carries hold(): what ends the run decides the name.
+                reason = "hold" if self._hold is not None else "switch"
             else:
                 reason = next(t for t in done if t in watchers).result()
             await self._stop(handle, exited, reason or "stopped")
@@ -451,6 +510,7 @@ class Supervisor:
             "hung": "not answering",
             "memory": "soft limit",
             "switch": "switching to another version",
+            "hold": f"held: {self._hold.reason}" if self._hold else "held",
         }
         log.info(
             "stopping the node (%s) via %s; kill after %g s", why.get(reason, reason), how, timeout
@@ -596,6 +656,21 @@ class Supervisor:
         self._fire(Event.EXITED)
         log.info("node stopped for a version switch; starting the new command now")
 
+    def _after_hold(self, code: int | None) -> None:
+        """The run ended because of a hold: no backoff, no crash count (the node did
+        nothing wrong); run() then waits for the release."""
+        st = self.status
+        self._record_exit(ExitInfo(code, "held", time.time(), describe_exit(code)))
+        st.pid = None
+        st.started_mono = st.healthy_since_mono = None
+        st.memory_bytes = st.cpu_percent = st.processes = None
+        st.crash_loop = False
+        st.recent_failures = 0
+        self._fresh_counters()
+        self._fire(Event.EXITED)
+        hold = self._hold
+        log.info("node stopped and held: %s", hold.reason if hold else "(released meanwhile)")
+
     def _after_exit(self, code: int | None, reason: str | None) -> float:
         now = time.monotonic()
         st = self.status
@@ -650,7 +725,8 @@ class Supervisor:
         first = self._needs_setup_logged is None
         self._needs_setup_logged = now
         message = (
-            f"the node is not set up (exit code {self.config.node.not_set_up_exit_code}): run "
+            f"the node is not set up (exit code {self.config.node.not_set_up_exit_code}): "
+            "fill in the tray app's Set up screen, or run "
             f"`storagenode setup --config-dir {self.config.node_config_path()} ...`; "
             f"the keeper checks again every {self.config.node.setup_recheck_seconds:g} s"
         )

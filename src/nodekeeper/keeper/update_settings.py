@@ -24,7 +24,9 @@ from nodekeeper.selfupdate.runner import SelfUpdateSettings
 from nodekeeper.updater.cycle import CycleSettings
 from nodekeeper.updater.download import DownloadSettings
 from nodekeeper.updater.machine import MachineSettings
+from nodekeeper.updater.maintenance import QuietWindow
 from nodekeeper.updater.schedule import CheckTiming
+from nodekeeper.updater.trust import METADATA_DIR_NAME, TrustSettings
 from nodekeeper.version.platforms import this_platform
 
 
@@ -36,6 +38,8 @@ class UpdateSettings:
     check: CycleSettings  # the control plane, the check schedule, the node's identity
     reporter: ReporterSettings  # where reports go and how long a send may take
     self_update: SelfUpdateSettings  # the keeper's own updates (under nodekeeper-launcher)
+    # The default quiet window; the operator's own (maintenance.json) wins over it.
+    quiet_window: QuietWindow | None = None
 
     @property
     def process(self) -> str:
@@ -49,6 +53,7 @@ class UpdateSettings:
             raise ValueError("the keeper config has no [update] table")
         ca_bundle = Path(config.expand(update.ca_bundle)) if update.ca_bundle else None
         platform = update.platform or this_platform()
+        trust = trust_settings(config)
         return cls(
             machine=MachineSettings(
                 process=update.process,
@@ -64,6 +69,7 @@ class UpdateSettings:
                     request_deadline=update.request_deadline_seconds,
                     ca_bundle=ca_bundle,
                 ),
+                trust=trust,
             ),
             check=CycleSettings(
                 server=update.server,
@@ -88,8 +94,25 @@ class UpdateSettings:
                     read_timeout=update.read_timeout_seconds,
                     ca_bundle=ca_bundle,
                 ),
+                trust=trust,  # the same root, cache and lock as the node's
             ),
+            quiet_window=QuietWindow.parse(update.quiet_window) if update.quiet_window else None,
         )
+
+
+def trust_settings(config: KeeperConfig) -> TrustSettings | None:
+    """Signed releases (decision 085): None without ``trusted_root`` (unsigned installs,
+    as before). One metadata cache for the node's and the keeper's own updates."""
+    root = config.trusted_root_path()
+    if root is None or config.update is None:
+        return None
+    from nodekeeper.signing.layout import metadata_url
+
+    return TrustSettings(
+        trusted_root=root,
+        metadata_url=config.update.tuf_metadata_url or metadata_url(config.update.server),
+        metadata_dir=config.state_path() / METADATA_DIR_NAME,
+    )
 
 
 def check_timing(update: UpdateConfig) -> CheckTiming:

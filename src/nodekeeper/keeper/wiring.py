@@ -13,8 +13,11 @@ nodekeeper.keeper`, in the order the parts need each other:
 
 `Keeper.serve` then runs them beside the status API until the supervisor is asked to
 shut down, with the firewall check (`keeper.firewall_watch`, unless ``[firewall] enabled
-= false``) alongside. A keeper without ``[update]`` builds the supervisor alone and never imports
-the updater (its idle memory, bench/supervisor_bench.py).
+= false``) and the storage watch (`keeper.storage_watch`: storage, disk, identity, clock)
+alongside. With alert channels in ``[alerts]``, the error sink every part records through
+is wrapped first, so their problems also raise alerts (`keeper.alerting`, decision 070).
+A keeper without ``[update]`` builds the supervisor alone and never imports the updater
+(its idle memory, bench/supervisor_bench.py).
 """
 
 from __future__ import annotations
@@ -32,11 +35,16 @@ from typing import TYPE_CHECKING, Any
 from nodekeeper.cli.errors import EXIT_FAILURE, CommandError
 from nodekeeper.keeper.config import KeeperConfig
 from nodekeeper.keeper.output import LineSink
+from nodekeeper.keeper.storage_watch import NodeWatch, ServerClock
 from nodekeeper.keeper.supervisor import Supervisor
 from nodekeeper.platform.base import Platform
 
 if TYPE_CHECKING:  # the updater's modules load only for a keeper with [update]
+    from nodekeeper.keeper.alerting import AlertHub
+    from nodekeeper.keeper.control import Control
     from nodekeeper.keeper.firewall_watch import FirewallWatch
+    from nodekeeper.keeper.maintenance_store import MaintenanceStore
+    from nodekeeper.keeper.reachability import ReachabilityWatch
     from nodekeeper.keeper.reports import Reporter
     from nodekeeper.updater.cycle import UpdateCycle
     from nodekeeper.updater.interfaces import ErrorSink
@@ -59,6 +67,8 @@ class Updating:
     # The keeper's own update loop (nodekeeper.selfupdate); None unless started by
     # nodekeeper-launcher.
     self_cycle: UpdateCycle | None
+    # The operator's quiet window and pause, asked by the node's cycle (decision 069).
+    maintenance: MaintenanceStore
 
     def start(self) -> list[asyncio.Task[None]]:
         tasks = [asyncio.create_task(self.reporter.run()), asyncio.create_task(self.cycle.run())]
@@ -76,7 +86,21 @@ class Updating:
         data["reports"] = self.reporter.snapshot()
         if self.self_cycle is not None:
             data["self_update"] = self.self_cycle.snapshot()
+        data["maintenance"] = self.maintenance.status(self.below_minimum())
+        # Decision 085: false = installs are checked against the announcement's sha256
+        # only (no [update] trusted_root); `status` and the tray show it as a problem.
+        data["signed_releases"] = self.machine.settings.trust is not None
         return data
+
+    def below_minimum(self) -> bool:
+        """Whether the last decision found the node below the network's minimum."""
+        from nodekeeper.version.decision import MINIMUM, SUGGESTED_OVER_BAD_MINIMUM
+
+        decision = self.cycle.decision or {}
+        # A decision about another version than the one installed now is stale (the
+        # install it decided has happened since).
+        fresh = decision.get("current") == self.machine.state.current
+        return fresh and decision.get("code") in (MINIMUM, SUGGESTED_OVER_BAD_MINIMUM)
 
 
 @dataclass
@@ -89,6 +113,12 @@ class Keeper:
     updating: Updating | None
     # The firewall check (decision 065); None when [firewall] enabled = false.
     firewall: FirewallWatch | None = None
+    # Storage, disk, identity and clock (decision 070); alerts, when [alerts] has a channel.
+    watch: NodeWatch | None = None
+    alerts: AlertHub | None = None
+    # The control plane's dial-back (decision 082); None without [update] or when
+    # [reachability] enabled = false.
+    reachability: ReachabilityWatch | None = None
 
     @classmethod
     def build(
@@ -96,20 +126,54 @@ class Keeper:
     ) -> Keeper:
         """Build every part, and recover the update journal. ``sink`` takes the node's
         output, ``errors`` is the error index. Raises ConfigError for what only the
-        supervisor can check (CPU cores, the probe)."""
+        supervisor can check (CPU cores, the probe) and for an unusable alerts secrets
+        file."""
+        alerts = _alert_hub(config)
+        if alerts is not None:  # every part's problems pass here: one seam for alerts
+            errors = alerts.sink(errors)
+        clock = ServerClock()
         if config.update is None:
             supervisor = Supervisor(config, platform, sink=sink, errors=errors)
-            return cls(config, supervisor, None, _firewall_watch(config, supervisor, errors))
-        updating = _build_updating(config, platform, sink=sink, index=errors)
-        firewall = _firewall_watch(config, updating.supervisor, errors)
-        return cls(config, updating.supervisor, updating, firewall)
+            updating = None
+        else:
+            updating = _build_updating(config, platform, sink=sink, index=errors, clock=clock)
+            supervisor = updating.supervisor
+        firewall = _firewall_watch(config, supervisor, errors)
+        # The node ID from its key (cryptography) only where the reports load it anyway.
+        watch = NodeWatch(config, supervisor, errors, clock, parse_key=updating is not None)
+        reachability = _reachability_watch(config, supervisor, updating)
+        return cls(config, supervisor, updating, firewall, watch, alerts, reachability)
 
     def snapshot(self) -> dict[str, Any]:
         """The status API's body: the supervisor's (with the updater's parts when it
         updates) and the firewall's verdict."""
         data = self.supervisor.snapshot() if self.updating is None else self.updating.snapshot()
         data["firewall"] = self.firewall.snapshot() if self.firewall else {"enabled": False}
+        if self.watch is not None:
+            data["watch"] = self.watch.snapshot()
+        data["alerts"] = self.alerts.snapshot() if self.alerts else {"enabled": False}
+        data["reachability"] = self.reachability.snapshot() if self.reachability else None
+        data.setdefault("maintenance", None)  # null: this keeper does not manage updates
+        data.setdefault("signed_releases", None)  # null: nor does it install anything
+        data["dashboard_url"] = self.config.node.dashboard_url
         return data
+
+    def control(self) -> Control:
+        """The actions of the status API, with the control token made at start if
+        missing (decision 069). Raises OSError when the state dir cannot be written."""
+        from nodekeeper.keeper.control import Control
+        from nodekeeper.keeper.control_token import ensure_token
+
+        token = ensure_token(self.config.state_path())
+        updating = self.updating
+        return Control(
+            self.config,
+            self.supervisor,
+            token,
+            update_lock=updating.cycle.update_lock if updating is not None else None,
+            maintenance=updating.maintenance if updating is not None else None,
+            below_minimum=updating.below_minimum if updating is not None else lambda: False,
+        )
 
     async def serve(self) -> None:
         """Serve the status API and supervise until `supervisor.request_shutdown()`
@@ -121,7 +185,14 @@ class Keeper:
         check = updating.check_now if updating is not None else None  # POST /update/check
         host, port = self.config.status_host_port()
         try:
-            server = await serve_status(host, port, self.snapshot, check)
+            control = self.control()
+        except OSError as exc:
+            raise CommandError(
+                f"cannot write the control token in {self.config.state_path()}: {exc}",
+                EXIT_FAILURE,
+            ) from None
+        try:
+            server = await serve_status(host, port, self.snapshot, check, control=control)
         except OSError as exc:
             raise CommandError(
                 f"cannot serve the status API on {host}:{port} ({exc.strerror}); "
@@ -149,8 +220,17 @@ class Keeper:
         _on_stop_signals(stop)
         log.info("keeper started; status on http://%s:%d/status", host, port)
         background = updating.start() if updating is not None else []
+        if self.alerts is not None:
+            background.append(self.alerts.start(self.snapshot))
         if self.firewall is not None:
             background.append(asyncio.create_task(self.firewall.run()))
+        if self.reachability is not None:
+            background.append(asyncio.create_task(self.reachability.run()))
+        if self.watch is not None:
+            # The first look before the node starts (bounded by the look's deadline): a
+            # keeper started while the storage disk is unplugged starts no node.
+            await self.watch.tick()
+            background.append(asyncio.create_task(self.watch.run()))
         try:
             await supervisor.run()
         finally:
@@ -161,6 +241,8 @@ class Keeper:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if self.alerts is not None:  # the alerts in flight, within their deadline
+                await self.alerts.close()
             server.close()
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -168,9 +250,15 @@ class Keeper:
 
 
 def _build_updating(
-    config: KeeperConfig, platform: Platform, *, sink: LineSink, index: ErrorSink
+    config: KeeperConfig,
+    platform: Platform,
+    *,
+    sink: LineSink,
+    index: ErrorSink,
+    clock: ServerClock | None = None,
 ) -> Updating:
     from nodekeeper.identity import IdentitySource
+    from nodekeeper.keeper.maintenance_store import MaintenanceStore
     from nodekeeper.keeper.reports import Reporter, ReportingErrorSink
     from nodekeeper.keeper.update_settings import UpdateSettings
     from nodekeeper.selfupdate.runner import keeper_update_cycle
@@ -205,12 +293,15 @@ def _build_updating(
     )
     machine.recover()
     download = settings.machine.download
+    maintenance = MaintenanceStore(config.state_path(), settings.quiet_window)
     cycle = UpdateCycle(
         settings.check,
         machine,
         supervisor,
         reports=reporter,
-        client_factory=lambda: make_client(download),
+        # The check's answers carry the control plane's Date: the storage watch's clock.
+        client_factory=lambda: _clocked(make_client(download), clock),
+        may_update=maintenance.verdict,  # the keeper's own updates are not held
     )
     self_cycle = keeper_update_cycle(
         settings.check,
@@ -220,7 +311,38 @@ def _build_updating(
         reports=reporter,
         errors=errors,
     )
-    return Updating(supervisor, reporter, machine, cycle, self_cycle)
+    return Updating(supervisor, reporter, machine, cycle, self_cycle, maintenance)
+
+
+def _clocked(client: Any, clock: ServerClock | None) -> Any:
+    return clock.attach(client) if clock is not None else client
+
+
+def _alert_hub(config: KeeperConfig) -> AlertHub | None:
+    """The alert dispatcher for ``[alerts]`` behind the keeper's hub; None when no
+    channel is configured (nothing of the alert channels is then imported)."""
+    if not config.alerts.enabled:
+        return None
+    from nodekeeper.alerts import SecretsError, build_dispatcher
+    from nodekeeper.identity import IdentitySource
+    from nodekeeper.keeper.alerting import AlertHub
+    from nodekeeper.keeper.config import ConfigError
+
+    state = config.alerts_state_path()
+    try:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        dispatcher = build_dispatcher(
+            config.alerts,
+            state_path=state,
+            secrets_path=config.alerts_secrets_path(),
+            on_problem=log.warning,
+        )
+    except SecretsError as exc:
+        raise ConfigError(f"[alerts] {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"[alerts] cannot create {state.parent}: {exc.strerror}") from None
+    identity = IdentitySource.in_config_dir(config.node_config_path())
+    return AlertHub(dispatcher, node_id=identity.node_id_text)
 
 
 def _firewall_watch(
@@ -238,6 +360,25 @@ def _firewall_watch(
         return command[0] if command else None
 
     return FirewallWatch(config, program, index)
+
+
+def _reachability_watch(
+    config: KeeperConfig, supervisor: Supervisor, updating: Updating | None
+) -> ReachabilityWatch | None:
+    """The dial-back check, asked of the control plane of ``[update]`` (decision 082),
+    once the node is healthy; its becoming unreachable is reported through the reporter."""
+    if updating is None or not config.reachability.enabled:
+        return None
+    from nodekeeper.keeper.reachability import ReachabilityWatch
+    from nodekeeper.keeper.states import State
+
+    return ReachabilityWatch(
+        config,
+        healthy=lambda: supervisor.status.state is State.RUNNING,
+        reports=updating.reporter,
+        version=updating.machine.running_version,
+        process=config.update.process if config.update else "storagenode",
+    )
 
 
 def node_platform(config: KeeperConfig) -> Platform:

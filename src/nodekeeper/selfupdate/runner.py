@@ -41,6 +41,7 @@ from nodekeeper.updater.notify import Notifier
 if TYPE_CHECKING:  # updater.download pulls in httpx; the keeper imports it on first use
     from nodekeeper.updater.download import DownloadSettings
     from nodekeeper.updater.plan import UpdatePlan
+    from nodekeeper.updater.trust import TrustSettings
 
 log = logging.getLogger("nodekeeper.selfupdate")
 PROCESS = handover.PROCESS
@@ -56,6 +57,8 @@ class SelfUpdateSettings:
     python: str = sys.executable
     preflight_timeout_seconds: float = 30.0
     download_settings: DownloadSettings | None = None  # None: the defaults
+    # Signed releases (decision 085): the keeper's own releases are checked as the node's.
+    trust: TrustSettings | None = None
 
     @property
     def process(self) -> str:
@@ -174,7 +177,9 @@ class SelfUpdater:
             if exc.marks_release_failed:
                 self._failed.add(plan.version)
                 _write_failed(self.settings.failed_file, self._failed)
-            return self._failed_with(exc.report_kind, exc.kind, plan.version, str(exc))
+            return self._failed_with(
+                exc.report_kind, exc.kind, plan.version, str(exc), **exc.report_details()
+            )
         except SelfUpdateError as exc:
             return self._failed_with("update_failed", "self_update_refused", plan.version, str(exc))
         self.handed_over = plan.version
@@ -185,6 +190,7 @@ class SelfUpdater:
         from nodekeeper.updater.download import DownloadSettings, make_client, part_path
         from nodekeeper.updater.fetch import fetch_verified
         from nodekeeper.updater.install import install_checked
+        from nodekeeper.updater.trust import SignedRelease
 
         s = self.settings
         download = s.download_settings or DownloadSettings()
@@ -197,6 +203,9 @@ class SelfUpdater:
                 part,
                 free_space_margin=download.free_space_margin,
                 speed_floor=download.speed_floor,  # as the node's machine fetches
+                signed=SignedRelease(s.trust, PROCESS, plan.version, plan.platform)
+                if s.trust
+                else None,
             )
         installed = install_checked(
             zip_path,
@@ -208,7 +217,7 @@ class SelfUpdater:
         )
         return installed.path
 
-    def _failed_with(self, report: str, kind: str, target: str, why: str) -> str:
+    def _failed_with(self, report: str, kind: str, target: str, why: str, **details: str) -> str:
         message = f"keeper self-update to {target} failed: {why}; staying on {self.version}"
         self.notify.problem(
             kind,
@@ -217,6 +226,7 @@ class SelfUpdater:
             version=self.version,
             target=target,
             index=INDEX_FIELDS,
+            **details,
         )
         self.last_outcome = {"outcome": "failed", "target": target, "at": time.time()}
         return "failed"

@@ -18,7 +18,8 @@ from . import policy, ramp
 from .errors import ControlPlaneError, InvalidRequestError
 from .models import ArtifactRecord
 from .release_check import check_artifact
-from .status import process_status
+from .rollout_plan import Plan, PlanError, doubling_stages
+from .status import process_status, rollout_state
 from .store import recent_reports, version_summary
 
 
@@ -81,6 +82,12 @@ class PublishBody(_Body):
     process: ProcessName
     version: Version
     artifacts: list[ArtifactSpec] = Field(min_length=1)
+    targets: str | None = Field(
+        None,
+        description="TUF targets metadata (the file's text, exactly as signed) with this "
+        "release's entries, signed by the targets key; required once the server has a TUF "
+        "root (decision 084)",
+    )
 
     @model_validator(mode="after")
     def _platforms_unique(self) -> PublishBody:
@@ -98,6 +105,35 @@ class RolloutStartBody(_Body):
     version: Version
     rate_per_day: float | None = Field(None, description="percent per day; none = manual")
     seed: Hex64 | None = Field(None, description="64 hex digits; random when omitted")
+    stages: list[float] | None = Field(
+        None, description="a staged plan: ascending percents ending at 100 (decision 079)"
+    )
+    soak_seconds: float | None = Field(
+        None, description="how long each stage is held at least, with stages or doubling"
+    )
+    doubling: bool = Field(False, description="the stages 1, 2, 4, ... 64, 100")
+
+    def plan(self) -> Plan | None:
+        """The staged plan asked for, or None; a PlanError says what is wrong."""
+        staged = self.stages is not None or self.doubling
+        if not staged:
+            if self.soak_seconds is not None:
+                raise PlanError("soak_seconds goes with a staged plan: give stages or doubling")
+            return None
+        if self.stages is not None and self.doubling:
+            raise PlanError("give either stages or doubling, not both")
+        if self.rate_per_day is not None:
+            raise PlanError(
+                "give either rate_per_day (a linear ramp) or a staged plan (stages or "
+                "doubling), not both"
+            )
+        if self.soak_seconds is None:
+            raise PlanError(
+                "a staged plan needs soak_seconds: how long each stage is held at least "
+                "before the health check may move it on (e.g. 21600 for 6 h)"
+            )
+        stages = doubling_stages() if self.doubling else tuple(self.stages or ())
+        return Plan(stages, self.soak_seconds)
 
 
 class RolloutSetBody(_Body):
@@ -140,6 +176,14 @@ def publish(body: PublishBody, request: Request, caller: Caller) -> dict[str, An
             records.append((spec, described.sha256, described.size))
         else:
             records.append((spec, spec.sha256, spec.size))
+    try:
+        signed = _signed_targets(app, body, snapshot, records)
+    except ControlPlaneError:
+        # A refused signature keeps nothing: the uploads go too (not served anyway).
+        for spec in body.artifacts:
+            if spec.upload_id is not None:
+                app.artifacts.discard(spec.upload_id)
+        raise
     artifacts = []
     try:
         for spec, sha256, size in records:
@@ -155,9 +199,25 @@ def publish(body: PublishBody, request: Request, caller: Caller) -> dict[str, An
             artifacts.append(
                 ArtifactRecord(spec.platform, sha256, size, url=spec.url, stored_name=stored)
             )
-        app.store.publish_release(
-            body.process, body.version, artifacts, now=app.settings.clock(), remote=caller
-        )
+        if signed is None:
+            app.store.publish_release(
+                body.process, body.version, artifacts, now=app.settings.clock(), remote=caller
+            )
+        else:
+            data, md = signed
+            now = app.settings.clock()
+            app.tuf.retrying(
+                lambda: app.store.publish_release(
+                    body.process,
+                    body.version,
+                    artifacts,
+                    now=now,
+                    remote=caller,
+                    also=lambda conn: app.tuf.write_targets(conn, data, md, now),
+                ),
+                md.signed.version,
+            )
+            app.tuf_cache.forget_timestamp()
     except BaseException:
         # Nothing of a rejected publish stays behind: not the rows, not the files.
         app.artifacts.remove_stored(a.stored_name for a in artifacts if a.stored_name)
@@ -167,10 +227,33 @@ def publish(body: PublishBody, request: Request, caller: Caller) -> dict[str, An
         "process": body.process,
         "version": body.version,
         "artifacts": {a.platform: {"sha256": a.sha256, "size": a.size} for a in artifacts},
+        "targets_version": signed[1].signed.version if signed else None,
         "notes": policy.publish_notes(
             snapshot.processes.get(body.process), body.process, body.version
         ),
     }
+
+
+def _signed_targets(app, body: PublishBody, snapshot, records):
+    """With a TUF root: the release manager's targets, checked (signed by the targets
+    role, the next version, entries equal to these artifacts) before anything is kept;
+    the online keys must be here too. Without a root: None, an unsigned publish (083)."""
+    from .tuf_repo import expected_entries, known_entries
+
+    root = app.tuf.root()
+    if root is None:
+        return None
+    now = app.settings.clock()
+    required = expected_entries(
+        body.process,
+        body.version,
+        [ArtifactRecord(spec.platform, sha256, size) for spec, sha256, size in records],
+    )
+    data = body.targets.encode("utf-8") if body.targets is not None else None
+    md = app.tuf.check_targets(data, root, known_entries(snapshot.processes), required, now)
+    app.tuf.signers(root.signed)  # 503 now, before an artifact is placed
+    assert data is not None
+    return data, md
 
 
 def _check_upload(path, body: PublishBody, platform: str) -> None:
@@ -192,6 +275,10 @@ def set_minimum(process: str, body: MinimumBody, request: Request, caller: Calle
 @router.post("/processes/{process}/rollout", status_code=201, summary="Start a rollout")
 def start_rollout(process: str, body: RolloutStartBody, request: Request, caller: Caller):
     app = request.app.state
+    try:
+        plan = body.plan()
+    except PlanError as exc:
+        raise InvalidRequestError(f"invalid staged plan: {exc}") from None
     record = app.store.start_rollout(
         process,
         body.version,
@@ -199,11 +286,18 @@ def start_rollout(process: str, body: RolloutStartBody, request: Request, caller
         now=app.settings.clock(),
         remote=caller,
         seed=body.seed,
+        plan=plan,
     )
     app.documents.refresh(force=True)
     current = app.documents.current.snapshot.processes.get(process)
     notes = policy.rollout_notes(current, record.version) if current else []
-    return {"process": process, "version": record.version, "seed": record.seed, "notes": notes}
+    return {
+        "process": process,
+        "version": record.version,
+        "seed": record.seed,
+        "notes": notes,
+        "plan": {"stages": list(plan.stages), "soak_seconds": plan.soak_seconds} if plan else None,
+    }
 
 
 def _change(request: Request, process: str, action: str, change, caller: str, **detail):
@@ -217,7 +311,7 @@ def _change(request: Request, process: str, action: str, change, caller: str, **
         "process": process,
         "version": record.version,
         "percent": round(ramp.percent_at(record.ramp, now), 4),
-        "state": ramp.phase(record.ramp, now),
+        "state": rollout_state(record, now),
     }
 
 
@@ -239,9 +333,25 @@ def pause_rollout(process: str, request: Request, caller: Caller):
     return _change(request, process, "rollout.pause", ramp.pause, caller)
 
 
-@router.post("/processes/{process}/rollout/resume", summary="Continue a paused rollout")
+@router.post(
+    "/processes/{process}/rollout/resume",
+    summary="Continue a paused rollout (also one the health check paused: decision 078)",
+)
 def resume_rollout(process: str, request: Request, caller: Caller):
     return _change(request, process, "rollout.resume", ramp.resume, caller)
+
+
+@router.post(
+    "/processes/{process}/rollout/abort",
+    summary="Stop offering the rollout: the cursor goes to 0; nodes keep what they run",
+)
+def abort_rollout(process: str, request: Request, caller: Caller) -> dict[str, Any]:
+    app = request.app.state
+    now = app.settings.clock()
+    app.store.abort_rollout(process, now=now, remote=caller)
+    app.documents.refresh(force=True)
+    snapshot = app.store.snapshot(now)
+    return process_status(snapshot.processes[process], now)
 
 
 REPORT_WINDOW = 7 * 86_400.0

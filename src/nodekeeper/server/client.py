@@ -5,18 +5,30 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+from securesystemslib.signer import Signer
+from tuf.api.metadata import Metadata, Root
 
+from nodekeeper.signing.layout import METADATA_PATH
 from nodekeeper.version.manifest import InvalidArtifactError
 from nodekeeper.version.platforms import check_known_platform
 from nodekeeper.version.schema import check_process_name, check_url
 from nodekeeper.version.versions import InvalidVersionError, normalize_version
 
 from .release_check import check_artifact
+from .tuf_publish import (
+    Artifact,
+    TargetsError,
+    check_signer,
+    follow_roots,
+    kept_releases,
+    next_targets,
+)
 
 SERVER_ENV = "NODEKEEPER_SERVER"
 TOKEN_ENV = "NODEKEEPER_ADMIN_TOKEN"
@@ -107,32 +119,129 @@ class AdminClient:
             )
         return result
 
-    def publish(self, process: str, version: str, artifacts: dict[str, str]) -> dict[str, Any]:
+    def publish(
+        self,
+        process: str,
+        version: str,
+        artifacts: dict[str, str],
+        targets_key: Signer | None = None,
+        *,
+        trusted_root: bytes | None = None,
+    ) -> dict[str, Any]:
         """Check everything that can be checked, then upload, then publish.
 
         Releases are immutable, so a mistake found after the upload would burn the
-        version: the names, each artifact's content and whether the version is still
-        free are all checked before the first byte goes to the server."""
+        version: the names, each artifact's content, whether the version is still free
+        and whether the control plane wants it signed (and by this key) are all checked
+        before the first byte goes to the server. With ``targets_key`` the release's
+        artifacts are signed into the next TUF targets and sent with it (decision 084)."""
         version = _check_names(process, version, artifacts)
         local = {p: Path(s) for p, s in artifacts.items() if not _is_url(s)}
         for platform, path in local.items():
             _check_local(path, platform, process, version)
         self._check_unpublished(process, version)
+        chain = self.signing_chain(targets_key, trusted_root)
         specs: list[dict[str, Any]] = []
+        signed: list[Artifact] = []
         for platform, source in artifacts.items():
             if _is_url(source):
                 sha256, size = describe_remote(source, process, version)
                 specs.append({"platform": platform, "url": source, "sha256": sha256, "size": size})
+                signed.append(Artifact(process, version, platform, sha256, size))
         for platform, path in local.items():
             uploaded = self.upload(path)
             specs.append(
                 {"platform": platform, "upload_id": uploaded["upload_id"], "filename": path.name}
             )
-        return self.request(
-            "POST",
-            "/v1/admin/releases",
-            json={"process": process, "version": version, "artifacts": specs},
-        )
+            signed.append(
+                Artifact(process, version, platform, uploaded["sha256"], uploaded["size"])
+            )
+        body: dict[str, Any] = {"process": process, "version": version, "artifacts": specs}
+        if targets_key is not None and chain is not None:
+            data, _version = self.next_targets(chain, targets_key, signed)
+            body["targets"] = data.decode("utf-8")
+        return self.request("POST", "/v1/admin/releases", json=body)
+
+    # -- TUF (decision 084) ------------------------------------------------------------
+
+    def tuf_status(self) -> dict[str, Any]:
+        """The server's TUF roles; a control plane from before signed releases (no such
+        endpoint: 404) signs nothing, as one without a root."""
+        try:
+            return self.request("GET", "/v1/admin/tuf")
+        except AdminClientError as exc:
+            if str(exc).endswith("(HTTP 404)"):
+                return {"enabled": False, "roles": {}, "problems": []}
+            raise
+
+    def tuf_metadata(self, name: str) -> bytes | None:
+        """A metadata file's exact bytes, or None for a 404."""
+        try:
+            response = self._http.get(METADATA_PATH + name)
+        except httpx.HTTPError as exc:
+            raise AdminClientError(
+                f"cannot reach the control plane at {self.server}: {exc}"
+            ) from None
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise AdminClientError(f"{METADATA_PATH}{name}: HTTP {response.status_code}")
+        return response.content
+
+    def signing_chain(
+        self, targets_key: Signer | None, trusted_root: bytes | None
+    ) -> list[bytes] | None:
+        """The verified root chain (oldest first, from ``trusted_root`` to the control
+        plane's current root) when the control plane signs releases; refuses a publish
+        without the key it needs, without a trusted root to check the server's against,
+        or with a key the current root does not name."""
+        status = self.tuf_status()
+        if not status["enabled"]:
+            if targets_key is not None:
+                raise PublishInputError(
+                    "--targets-key given, but this control plane has no TUF root: upload one "
+                    "with `nodekeeper keys upload-root FILE`, or publish without the key"
+                )
+            return None
+        targets = status["roles"].get("targets", {})
+        keys = ", ".join(k[:8] for k in targets.get("keyids", ()))
+        if targets_key is None:
+            raise PublishInputError(
+                "this control plane signs releases (TUF): pass --targets-key FILE, the "
+                f"targets key ({keys}) made by `nodekeeper keys create`"
+            )
+        if trusted_root is None:
+            raise PublishInputError(
+                "signing needs the root you trust to check the control plane's against: "
+                "pass --trusted-root FILE (the 1.root.json of `nodekeeper keys create`)"
+            )
+        try:
+            chain = follow_roots(
+                trusted_root,
+                lambda version: self.tuf_metadata(f"{version}.root.json"),
+                int(status["roles"]["root"]["version"]),
+            )
+            check_signer(Metadata[Root].from_bytes(chain[-1]).signed, targets_key)
+        except TargetsError as exc:
+            raise PublishInputError(str(exc)) from None
+        return chain
+
+    def next_targets(
+        self, chain: list[bytes], targets_key: Signer, add: list[Artifact]
+    ) -> tuple[bytes, int]:
+        """The next targets: the current one's kept entries plus ``add``, signed. ``chain``
+        is the verified root chain, oldest first (``signing_chain``)."""
+        current = self.current_targets()
+        kept = kept_releases(self.request("GET", "/v1/admin/status"))
+        earlier = list(reversed(chain[:-1]))
+        try:
+            return next_targets(chain[-1], current, targets_key, add, kept, time.time(), earlier)
+        except TargetsError as exc:
+            raise AdminClientError(str(exc)) from None
+
+    def current_targets(self) -> bytes | None:
+        version = self.tuf_status()["roles"].get("targets", {}).get("version")
+        return None if version is None else self.tuf_metadata(f"{version}.targets.json")
 
     def _check_unpublished(self, process: str, version: str) -> None:
         for row in self.request("GET", "/v1/admin/status"):

@@ -36,7 +36,7 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
 
 def is_moving(snapshot: Snapshot, at: float) -> bool:
     return any(
-        p.rollout is not None and ramp.phase(p.rollout.ramp, at) == "running"
+        p.served_rollout is not None and ramp.phase(p.served_rollout.ramp, at) == "running"
         for p in snapshot.processes.values()
     )
 
@@ -70,16 +70,19 @@ def _version_ref(process: ProcessRecord, version: str, public_url: str) -> dict[
 
 
 def _rollout(process: ProcessRecord, at: float) -> dict[str, Any]:
-    if process.rollout is None:
+    # An aborted rollout is served as none at all (decision 078): a zero cursor under its
+    # seed would say the same to nodes below it, but a seed still names a rollout.
+    rollout = process.served_rollout
+    if rollout is None:
         return {"seed": "", "cursor": ZERO_CURSOR.hex()}
-    state = process.rollout.ramp
+    state = rollout.ramp
     percent = ramp.percent_at(state, at)
     # Our addition beside Storj's keys (optional for clients): how fast the ramp moves, so
     # a node can tell its operator when the rollout will reach it; null when it does not
     # move on its own (paused, set by hand, complete).
     rate = state.rate_per_day if ramp.phase(state, at) == "running" else None
     return {
-        "seed": process.rollout.seed,
+        "seed": rollout.seed,
         "cursor": percentage_to_cursor(percent).hex(),
         "rate_per_day": rate or None,
     }

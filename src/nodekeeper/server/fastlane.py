@@ -23,6 +23,7 @@ import logging
 
 from .doc_cache import DocumentCache
 from .document import RenderedDocument, etag_matches
+from .metrics import RequestCounts
 
 log = logging.getLogger("nodekeeper.server")
 
@@ -46,7 +47,9 @@ class _Framed:
         self.not_modified_head = b"HTTP/1.1 304 Not Modified\r\n" + common
 
 
-def make_protocol(documents: DocumentCache) -> type[asyncio.Protocol] | str:
+def make_protocol(
+    documents: DocumentCache, counts: RequestCounts | None = None
+) -> type[asyncio.Protocol] | str:
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # httptools missing: uvicorn's own choice will do
@@ -95,6 +98,8 @@ def make_protocol(documents: DocumentCache) -> type[asyncio.Protocol] | str:
                 if inm is not None and etag_matches(inm, response.etag)
                 else response.ok_head
             )
+            if counts is not None:  # /metrics: the fast lane's answers never reach ASGI
+                counts.fast_lane(200 if head is response.ok_head else 304)
             parts = [head]
             parts.extend(
                 name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers

@@ -37,10 +37,11 @@ def check_new_release(process: ProcessRecord | None, version: str) -> None:
 
 def check_minimum(process: ProcessRecord, version: str) -> None:
     require_release(process, version)
-    if process.rollout and parse_version(version) > parse_version(process.rollout.version):
+    served = process.served_rollout
+    if served and parse_version(version) > parse_version(served.version):
         raise ConflictError(
             f"minimum {version} would be newer than the version being rolled out "
-            f"({process.rollout.version}); start a rollout of {version} or newer first"
+            f"({served.version}); start a rollout of {version} or newer first"
         )
 
 
@@ -55,7 +56,7 @@ def check_rollout_target(process: ProcessRecord, version: str) -> None:
     current = process.rollout
     if current is None:
         return
-    if current.version == version:
+    if current.version == version and not current.aborted:
         raise ConflictError(
             f"{version} is already being rolled out; use `rollout set`, `pause` or `resume`"
         )
@@ -85,7 +86,19 @@ def require_rollout(process: ProcessRecord):
             f"{process.name} has no rollout; start one with "
             f"`nodekeeper rollout start {process.name} VERSION --rate PCT_PER_DAY`"
         )
+    if process.rollout.aborted:
+        raise ConflictError(
+            f"the rollout of {process.name} {process.rollout.version} was aborted; start a "
+            f"new one with `nodekeeper rollout start {process.name} VERSION`"
+        )
     return process.rollout
+
+
+def check_plan_or_rate(rate: float | None, staged: bool) -> None:
+    if staged and rate is not None:
+        raise InvalidRequestError(
+            "give either rate_per_day (a linear ramp) or stages/doubling (a staged plan), not both"
+        )
 
 
 def publish_notes(before: ProcessRecord | None, process: str, version: str) -> list[str]:

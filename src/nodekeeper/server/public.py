@@ -12,6 +12,11 @@ from nodekeeper.version.schema import PLATFORM
 from . import policy
 from .document import artifact_url, etag_matches
 from .errors import InvalidRequestError, NotFoundError
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import ControlPlaneCollector
+from .metrics import render as render_metrics
+from .seed_document import render_seed
+from .store import version_summary
 
 router = APIRouter()
 
@@ -32,6 +37,25 @@ def announcement(request: Request) -> Response:
     if inm is not None and etag_matches(inm.encode("latin-1"), doc.etag.encode()):
         return Response(status_code=304, headers=headers)
     return Response(doc.body, media_type="application/json", headers=headers)
+
+
+@router.head("/seed", include_in_schema=False)
+@router.get(
+    "/seed",
+    summary="The announcement in the seed document's form (allowed_version_minimum, ...)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, 304: {"description": "unchanged"}},
+)
+def seed_announcement(request: Request) -> Response:
+    """Built from the snapshot and instant of the document ``/`` serves now, so the two
+    never disagree (seed_document.py says how the fields map)."""
+    doc = request.app.state.documents.current
+    body, etag = render_seed(doc.snapshot, doc.evaluated_at)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    inm = request.headers.get("if-none-match")
+    if inm is not None and etag_matches(inm.encode("latin-1"), etag.encode()):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _artifact_for(request: Request, process: str, version: str, os: str, arch: str):
@@ -82,6 +106,24 @@ def download(request: Request, process: str, version: str, os: str, arch: str):
     )
 
 
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: requests, renders, rollout percentages, nodes by version",
+    response_class=Response,
+)
+def prometheus_metrics(request: Request) -> Response:
+    state = request.app.state
+    collector = ControlPlaneCollector(
+        state.request_counts,
+        state.documents,
+        lambda since: version_summary(state.store, since),
+        state.settings.clock,
+        auto_pauses=state.store.auto_pause_counts,
+        tuf_expiries=state.tuf.expiries,
+    )
+    return Response(render_metrics(collector), media_type=METRICS_CONTENT_TYPE)
+
+
 @router.get("/healthz", summary="Liveness and the store generation this replica serves")
 def healthz(request: Request) -> dict:
     doc = request.app.state.documents.current
@@ -90,4 +132,5 @@ def healthz(request: Request) -> dict:
         "generation": doc.generation,
         "etag": doc.etag,
         "renders": request.app.state.documents.renders,
+        "health_checks": request.app.state.health_rounds.count,
     }

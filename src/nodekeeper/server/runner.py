@@ -17,13 +17,18 @@ def build_server(
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        http=make_protocol(app.state.documents),
+        http=make_protocol(app.state.documents, app.state.request_counts),
         host=host,
         port=port,
         access_log=False,  # admin changes are audited in the database; GET / is hot
         log_level=log_level,
         server_header=False,
         date_header=True,
+        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and ::1 (and from
+        # $FORWARDED_ALLOW_IPS) on every route: any local process could then name the
+        # address the reachability check dials. Whom to believe is `--trusted-proxy`'s
+        # (decision 082), so request.client stays the TCP peer.
+        proxy_headers=False,
     )
     return uvicorn.Server(config)
 

@@ -90,6 +90,15 @@ def public_url_for(given: str | None, host: str, port: int) -> tuple[str, list[s
     return url, []
 
 
+def dashboard_url(public_url: str, host: str, port: int) -> str:
+    """Where an operator's browser finds the dashboard: the public URL, unless that names
+    the any-address (0.0.0.0 / ::), which a browser cannot open; then this machine."""
+    hostname = urlsplit(public_url).hostname or ""
+    if hostname in _ANY_HOST:
+        return f"http://localhost:{port}/dashboard"
+    return f"{public_url}/dashboard"
+
+
 def bind_listener(host: str, port: int) -> socket.socket:
     """The server's listening socket, bound now so that a port in use fails first."""
     try:

@@ -31,7 +31,48 @@ def _percent(row: dict[str, Any]) -> str:
 def _rate(row: dict[str, Any]) -> str:
     if row["target"] is None:
         return "-"
+    if row.get("plan"):
+        return "staged"
     return "by hand" if not row["rate_per_day"] else f"{row['rate_per_day']:g} %/day"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+SHOWN_REPORTS = 3  # the rest are in --json
+
+
+def _pause_lines(pause: dict[str, Any]) -> list[tuple[str, str]]:
+    who = "the health check" if pause["by"] == "auto" else "the operator"
+    lines = [("  paused", f"by {who} at {_when(pause['at'])} UTC: {pause['why']}")]
+    reports = pause.get("reports") or []
+    for i, report in enumerate(reports[:SHOWN_REPORTS]):
+        lines.append(
+            (
+                "  deciding" if i == 0 else "",
+                f"node {report['node_id'][:12]}… {report['kind']}: {report['message']}",
+            )
+        )
+    if len(reports) > SHOWN_REPORTS:
+        lines.append(("", f"and {len(reports) - SHOWN_REPORTS} more (--json)"))
+    if pause["by"] == "auto":
+        lines.append(("", "resume or abort it: `rollout resume` / `rollout abort`"))
+    return lines
+
+
+def _plan_lines(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    stages = " → ".join(f"{s:g}" for s in plan["stages"])
+    lines = [("  stages", f"{stages} %, each held {_duration(plan['soak_seconds'])} at least")]
+    place = f"stage {plan['stage'] + 1} of {len(plan['stages'])}"
+    here = f"{place} since {_when(plan['stage_since'])} UTC"
+    if plan["next_stage_at"] is not None:
+        here += f"; next not before {_when(plan['next_stage_at'])} UTC"
+    lines.append(("", here))
+    return lines
 
 
 def _reported(reported: dict[str, dict[str, Any]]) -> list[str]:
@@ -59,6 +100,17 @@ def process_grid(row: dict[str, Any]) -> Table:
         if row["eta_complete"] is not None and row["state"] == "running":
             when += f"; 100 % at {_when(row['eta_complete'])} UTC"
         grid.add_row("", when)
+        if row["state"] == "aborted":
+            grid.add_row("", "aborted: not offered any more; nodes keep what they run")
+        extra = []
+        if row.get("pause"):
+            extra += _pause_lines(row["pause"])
+        if row.get("plan") and row["state"] != "aborted":
+            extra += _plan_lines(row["plan"])
+        if row.get("health") and row["state"] in ("running", "paused"):
+            extra.append(("  health", row["health"]["why"]))
+        for label, value in extra:
+            grid.add_row(label, value)
     grid.add_row("  published", ", ".join(row["versions"]))
     for i, line in enumerate(_reported(row["reported"])):
         grid.add_row("  nodes report" if i == 0 else "", line)

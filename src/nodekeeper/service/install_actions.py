@@ -9,7 +9,9 @@ before it starts):
 1. validates every property given on the command line; nothing is written before all
    have passed;
 2. writes the keeper's config, ``<data dir>\\keeper.toml``, if there is none (an upgrade
-   keeps the operator's);
+   keeps the operator's); when the MSI ships a trusted root (``--trusted-root``, decision
+   086) its ``[update]`` table names it as ``trusted_root``, and a kept config whose
+   ``[update]`` has no ``trusted_root`` gets that one line added;
 3. sets the node up with the properties (``storagenode setup``'s own code) when they are
    given and the node is not set up yet; without them the node is left in needs-setup for
    the tray app's wizard;
@@ -41,11 +43,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,12 +102,18 @@ class NodePlan:
 
 
 def keeper_config_text(
-    runtime: Path, server_url: str, status_port: int | None = None, control_port: int | None = None
+    runtime: Path,
+    server_url: str,
+    status_port: int | None = None,
+    control_port: int | None = None,
+    trusted_root: Path | None = None,
 ) -> str:
     """The keeper's config for an installed system (pure). The data directory is the
     config's own; the node runs from the installed runtime unless the keeper installs it
     from a control plane (``[update]``). Ports only when they are not the defaults (the
-    keeper's 7779, the node's 7778), e.g. beside another keeper on the same PC."""
+    keeper's 7779, the node's 7778), e.g. beside another keeper on the same PC. The
+    trusted root the MSI ships goes into ``[update]``; without one (no SERVER_URL: the
+    keeper downloads nothing) a comment names it for whoever adds the table later."""
     python = str(runtime / "python.exe")
     lines = [
         "# Written by the nodekeeper installer. Yours to edit: upgrades keep it.",
@@ -113,6 +123,8 @@ def keeper_config_text(
         "[node]",
         f"command = [{_toml(python)}, '-m', 'storagenode', 'run', '--config-dir', "
         "'{config_dir}']",
+        # The reference node's read-only page on its control address (decision 069).
+        f"dashboard_url = 'http://127.0.0.1:{control_port or 7778}/dashboard'",
     ]
     if status_port is not None:
         lines += ["", "[status]", f"listen = '127.0.0.1:{status_port}'"]
@@ -122,7 +134,55 @@ def keeper_config_text(
                   "", "[stop]", f"shutdown_url = '{control}/shutdown'"]  # fmt: skip
     if server_url:
         lines += ["", "[update]", f"server = {_toml(server_url)}"]
+        if trusted_root is not None:
+            lines.append(trusted_root_line(trusted_root))
+    elif trusted_root is not None:
+        lines += ["", "# Signed releases: an [update] table added here should name the root",
+                  "# this installer ships, so that the keeper verifies what it downloads:",
+                  f"# {trusted_root_line(trusted_root)}"]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def trusted_root_line(trusted_root: Path) -> str:
+    return f"trusted_root = {_toml(str(trusted_root))}"
+
+
+# A standard table header `[update]` (spaces and a comment allowed), not `[update.x]` and
+# not `[[update]]`: the line after which a key of that table can go.
+_UPDATE_HEADER = re.compile(r"^[ \t]*\[[ \t]*update[ \t]*\][ \t]*(#.*)?$")
+
+
+def add_trusted_root(text: str, trusted_root: Path) -> tuple[str | None, str]:
+    """A kept keeper.toml (pure): the text with ``trusted_root`` added to its ``[update]``
+    table, or None and why not. An upgrade to an MSI with a root must not leave a managed
+    keeper verifying nothing; the operator's own ``trusted_root`` is kept, and a config
+    this cannot edit safely (``[update]`` written as an inline table or dotted keys) is
+    left as it is, with the line to add by hand."""
+    wanted = trusted_root_line(trusted_root)
+    try:
+        before = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return None, f"not TOML ({exc}): add `{wanted}` to its [update] table by hand"
+    update = before.get("update")
+    if not isinstance(update, dict):
+        return None, "no [update] table: this keeper downloads nothing to verify"
+    if "trusted_root" in update:
+        return None, f"kept its own trusted_root = {update['trusted_root']!r}"
+    lines = text.splitlines(keepends=True)
+    headers = [n for n, line in enumerate(lines) if _UPDATE_HEADER.match(line.rstrip("\r\n"))]
+    if len(headers) == 1:
+        at = headers[0]
+        newline = "\r\n" if lines[at].endswith("\r\n") else "\n"
+        if not lines[at].endswith("\n"):  # the header is the file's last line
+            lines[at] += newline
+        lines.insert(at + 1, wanted + newline)
+        edited = "".join(lines)
+        with contextlib.suppress(tomllib.TOMLDecodeError):
+            after = tomllib.loads(edited)
+            expected = {**before, "update": {**update, "trusted_root": str(trusted_root)}}
+            if after == expected:  # exactly one key more, nothing else moved
+                return edited, f"added `{wanted}` to its [update] table"
+    return None, f"could not edit its [update] table safely: add `{wanted}` to it by hand"
 
 
 def ports(props: Properties) -> tuple[int | None, int | None]:
@@ -217,14 +277,22 @@ def set_up_node(plan: NodePlan, node_dir: Path, control_port: int | None = None)
         raise ActionFailed(str(exc)) from None
 
 
-def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
-    """Returns what it did, one line each; ActionFailed leaves nothing of its own."""
+def configure(
+    data_dir: Path, runtime: Path, props: Properties, trusted_root: Path | None = None
+) -> list[str]:
+    """Returns what it did, one line each; ActionFailed leaves nothing of its own.
+    ``trusted_root``: the TUF root this MSI installed (decision 086), None without one."""
     try:
         plan = plan_node(props)
         status_port, control_port = ports(props)
     except ValueError as exc:  # node_settings.InvalidSetting: names the property
         field = str(getattr(exc, "field", "")).upper()
         raise ActionFailed(f"{field}: {exc}" if field else str(exc)) from None
+    if trusted_root is not None and not trusted_root.is_file():
+        raise ActionFailed(
+            f"this MSI ships a trusted root, but {trusted_root} is not there: repair or "
+            "reinstall from the same MSI"
+        )
     done: list[str] = []
     created: list[Path] = []
     try:
@@ -234,11 +302,20 @@ def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
         config = data_dir / KEEPER_CONFIG
         if config.exists():
             done.append(f"kept {config}")
+            if trusted_root is not None:
+                done.append(point_at_trusted_root(config, trusted_root))
         else:
-            text = keeper_config_text(runtime, props.server_url, status_port, control_port)
+            text = keeper_config_text(
+                runtime, props.server_url, status_port, control_port, trusted_root
+            )
             config.write_text(text, encoding="utf-8")
             created.append(config)
             done.append(f"wrote {config}")
+            if trusted_root is not None:
+                verifies = (
+                    "[update] trusted_root" if props.server_url else "a comment (no [update])"
+                )
+                done.append(f"trusted root {trusted_root}: named in {config} by {verifies}")
         node_dir = data_dir / NODE_DIR
         if plan is not None:
             if (node_dir / "config.toml").exists():
@@ -264,6 +341,23 @@ def configure(data_dir: Path, runtime: Path, props: Properties) -> list[str]:
         refused = [str(exc)]
     done += [f"not set: {why}" for why in refused] or ["set the service's recovery actions"]
     return done
+
+
+def point_at_trusted_root(config: Path, trusted_root: Path) -> str:
+    """Adds ``trusted_root`` to a kept config's ``[update]`` (see add_trusted_root); an
+    unreadable or uneditable config fails nothing: the keeper's status then warns that it
+    verifies no signatures."""
+    try:
+        raw = config.read_bytes()
+        edited, why = add_trusted_root(raw.decode("utf-8-sig"), trusted_root)
+        if edited is not None:
+            bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
+            tmp = config.with_name(config.name + ".new")
+            tmp.write_text(bom + edited, encoding="utf-8", newline="")
+            os.replace(tmp, config)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = f"not read or written ({exc})"
+    return f"trusted root {trusted_root}: {config.name}: {why}"
 
 
 def firewall_rules(port: int, program: str | None, *, add: bool) -> list[str]:
@@ -340,6 +434,8 @@ def _parser() -> argparse.ArgumentParser:
     for name in Properties.__dataclass_fields__:
         conf.add_argument("--" + name.replace("_", "-"), default="")
     rem.add_argument("--remove-data", default="")
+    # Only an MSI built with a trusted root passes it: its installed path (decision 086).
+    conf.add_argument("--trusted-root", default="")
     return p
 
 
@@ -355,7 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             props = Properties(
                 **{n: getattr(args, n).strip() for n in Properties.__dataclass_fields__}
             )
-            done = configure(data_dir, runtime, props)
+            shipped = args.trusted_root.strip()
+            done = configure(data_dir, runtime, props, Path(shipped) if shipped else None)
         else:
             done = remove(data_dir, runtime, args.remove_data.strip() == "1")
     except ActionFailed as exc:

@@ -29,6 +29,7 @@ COLOURS: dict[str, str] = {
 class IconState:
     kind: Kind
     tooltip: str
+    unread: int = 0  # the badge on the icon (tray.icon_image)
 
     @property
     def colour(self) -> str:
@@ -56,7 +57,7 @@ def icon_state(status: dict[str, Any] | None, unread: int) -> IconState:
     if unread:
         reasons.append(f"{unread} unread problem{'s' if unread != 1 else ''}")
     if reasons:
-        return IconState("attention", "nodekeeper: " + "; ".join(reasons))
+        return IconState("attention", "nodekeeper: " + "; ".join(reasons), unread)
     if update.get("step"):
         target = update.get("target")
         return IconState("updating", f"nodekeeper: updating{f' to {target}' if target else ''}")

@@ -9,6 +9,7 @@ window's filter shows).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,9 @@ def problems(entries: Iterable[dict[str, Any]]) -> list[Problem]:
         except (KeyError, TypeError, ValueError):
             continue
         reserved = {"timestamp", "time", "source", "level", "message", "fix"}
+        details = {k: v for k, v in entry.items() if k not in reserved}
+        message, said = readable(message)
+        details.update(said)
         found.append(
             Problem(
                 timestamp=timestamp,
@@ -63,11 +67,30 @@ def problems(entries: Iterable[dict[str, Any]]) -> list[Problem]:
                 level=level,
                 message=message,
                 fix=str(entry.get("fix") or ""),
-                details={k: v for k, v in entry.items() if k not in reserved},
+                details=details,
             )
         )
     found.sort(key=lambda p: p.timestamp, reverse=True)
     return found
+
+
+def readable(message: str) -> tuple[str, dict[str, Any]]:
+    """A node's JSON log line (the reference node writes ``{"time", "level", "msg", ...}``)
+    as its message, with its other fields as details; any other text as it is. The index
+    keeps the line as the node wrote it: this is only how the list shows it."""
+    if not message.startswith("{"):
+        return message, {}
+    try:
+        line = json.loads(message)
+    except ValueError:
+        return message, {}
+    if not isinstance(line, dict):
+        return message, {}
+    text = line.get("msg", line.get("message"))
+    if not isinstance(text, str) or not text:
+        return message, {}
+    other = {f"node {k}": v for k, v in line.items() if k not in ("msg", "message", "level")}
+    return text, other
 
 
 def unread(items: Sequence[Problem], last_seen: float) -> list[Problem]:

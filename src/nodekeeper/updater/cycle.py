@@ -29,6 +29,11 @@ Each cycle also retries deletions of old versions that failed.
   the last one is logged once at INFO, a repeated one at DEBUG.
 - A runner that hands over (the keeper's own, :data:`HANDED_OVER`) ends the loop: the
   process is on its way out.
+- Before an update is carried out, ``may_update`` (the operator's quiet window and pause,
+  ``updater.maintenance``; decision 069) is asked whether it may start now. Checks go on
+  either way; a held update is a decision of its own (``HELD``, "... held by the quiet
+  window until 23:00") and is carried out by the first cycle after the hold ends. Below
+  the network's minimum, or with nothing installed yet, nothing holds it.
 - ``check_now`` (the status API's ``POST /update/check``) wakes the loop for a cycle at
   once and returns that cycle's decision. Only the loop runs cycles, so there is never a
   second one concurrently: requests during a check wait for the next cycle that starts
@@ -52,11 +57,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from nodekeeper.version.decision import MINIMUM, SUGGESTED_OVER_BAD_MINIMUM
 from nodekeeper.version.nodeid import parse_node_id
 from nodekeeper.version.schema import Announcement, Rollout
 
 from .errors import CheckFailed, IdentityUnavailable, NoArtifact, UpdateError
 from .machine import JournalWriteFailed
+from .maintenance import HELD, Verdict
 from .plan import NoUpdate, UpdatePlan, plan_update
 from .schedule import CheckTiming, first_delay, next_delay
 from .why import NO_ARTIFACT, NOT_ANNOUNCED, decision_key, summarize
@@ -188,8 +195,11 @@ class UpdateCycle:
         label: str = "update",
         says_shared_problems: bool = True,
         update_lock: asyncio.Lock | None = None,
+        may_update: Callable[[bool], Verdict] | None = None,
     ) -> None:
         self.settings = settings
+        # The operator's hold (quiet window, pause): called with "below the minimum".
+        self.may_update = may_update
         # Held while a plan is carried out. The keeper's loop and the node's share one,
         # so the keeper never hands over while the node's update is between download
         # and commit, and the node's never starts while the keeper is on its way out
@@ -387,6 +397,17 @@ class UpdateCycle:
             self._said = {k for k in self._said if not k.startswith("journal:")}
             return
         assert isinstance(decision, UpdatePlan)
+        held = self._held(decision, state.current is None)
+        if held is not None:
+            self._decided(
+                summarize(
+                    code=HELD,
+                    reason=f"{decision.version} is due ({decision.reason}); {held}",
+                    at=self.clock.wall(),
+                    **summary,
+                )
+            )
+            return
         self._decided(
             summarize(
                 code=decision.code,
@@ -409,6 +430,19 @@ class UpdateCycle:
                 self.update_lock.release()
         if outcome == HANDED_OVER:
             self.handed_over = True
+
+    def _held(self, plan: UpdatePlan, nothing_installed: bool) -> str | None:
+        """Why the operator's hold keeps ``plan`` from starting now, or None."""
+        if self.may_update is None:
+            return None
+        below = plan.code in (MINIMUM, SUGGESTED_OVER_BAD_MINIMUM) or nothing_installed
+        try:
+            verdict = self.may_update(below)
+        except Exception:
+            # A broken hold must not stop updates for good (nor crash the loop).
+            log.exception("cannot read the quiet window or pause; not holding the update")
+            return None
+        return None if verdict.allowed else verdict.why
 
     def _decided(self, summary: dict[str, Any]) -> None:
         """Keep the decision for the status; say it at INFO when it changed."""

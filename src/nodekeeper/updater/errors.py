@@ -23,6 +23,7 @@ file or URL; what the keeper does next is the state machine's business.
     ├── DownloadFailed               download_failed      download_failed      no
     │   └── DownloadCancelled        download_cancelled   download_failed      no
     ├── VerificationFailed           verification_failed  verification_failed  no
+    ├── SignatureCheckFailed         signature_failed     verification_failed  no
     ├── StorageError                 storage_failed       update_failed        no
     │   ├── OutOfSpace               out_of_space         out_of_space         no
     │   └── ReadOnlyFileSystem       read_only_filesystem update_failed        no
@@ -34,7 +35,10 @@ file or URL; what the keeper does next is the state machine's business.
 CheckFailed: announcement unreachable or HTTP error; AnnouncementInvalid: the document
 does not validate; NoArtifact: nothing verifiable for this platform; DownloadFailed:
 network, HTTP status, stall, cut body; DownloadCancelled: the keeper is shutting down;
-VerificationFailed: size or sha256 differ (file deleted); StorageError: the disk refused
+VerificationFailed: size or sha256 differ (file deleted); SignatureCheckFailed: signed
+releases are on (``[update] trusted_root``) and TUF refused the control plane's metadata or
+the artifact is not the signed one (``check`` says which check, decision 085; nothing was
+downloaded); StorageError: the disk refused
 (permissions, I/O); InvalidArtifact: hostile or malformed zip or manifest;
 PreflightFailed: ``<artifact> version`` failed or lied; IdentityUnavailable: the node's
 identity.key is unreadable.
@@ -54,6 +58,10 @@ class UpdateError(Exception):
     kind: ClassVar[str] = "update_failed"
     report_kind: ClassVar[str] = "update_failed"
     marks_release_failed: ClassVar[bool] = False
+
+    def report_details(self) -> dict[str, str]:
+        """Fields the report carries besides kind and message (its ``details``)."""
+        return {}
 
 
 class CheckFailed(UpdateError):
@@ -123,6 +131,49 @@ class VerificationFailed(UpdateError):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+
+    def report_details(self) -> dict[str, str]:
+        # Sizes are ints, digests are text: which of the two checks refused the bytes.
+        return {"check": "size" if isinstance(self.expected, int) else "sha256"}
+
+
+class SignatureCheckFailed(UpdateError):
+    """Signed releases (decision 085): TUF's metadata or the signed entry refused the
+    artifact before a byte of it was downloaded. ``check`` is the check that failed, one
+    of ``SIGNATURE_CHECKS``; ``role`` the TUF role whose metadata failed it, when one did.
+
+    Not the release's fault as far as the keeper can tell (a frozen mirror, a replayed
+    copy or an expired timestamp must not make a good release look failed): the next
+    cycle checks again."""
+
+    kind = "signature_failed"
+    report_kind = "verification_failed"
+
+    def __init__(self, message: str, *, check: str, role: str | None = None) -> None:
+        super().__init__(message)
+        self.check = check
+        self.role = role
+
+    def report_details(self) -> dict[str, str]:
+        details = {"check": self.check}
+        if self.role is not None:
+            details["role"] = self.role
+        return details
+
+
+# What ``SignatureCheckFailed.check`` may say (reports, the error index, the status).
+SIGNATURE_CHECKS = (
+    "not_signed",  # the artifact is not in the signed targets metadata
+    "signature",  # metadata not signed by the threshold of keys its delegator names
+    "rollback",  # metadata older than what this keeper already saw
+    "expired",  # metadata past its expiry (a freeze, or re-signing stopped)
+    "inconsistent",  # metadata not the version or hash its parent names (mix-and-match)
+    "too_large",  # metadata larger than its bound (endless data)
+    "invalid_metadata",  # not parseable as TUF metadata
+    "announcement_mismatch",  # the signed length or sha256 is not the announcement's
+    "target_mismatch",  # the signed entry's custom fields name another artifact
+    "trusted_root",  # the configured trusted root cannot be read or is not a valid root
+)
 
 
 class StorageError(UpdateError):

@@ -67,6 +67,7 @@ from .state import (
     held,
     rolled_back,
 )
+from .trust import SignedRelease, TrustSettings
 
 __all__ = ["JournalWriteFailed", "Layout", "MachineSettings", "UpdateMachine"]
 
@@ -78,6 +79,16 @@ class JournalWriteFailed(UpdateError):
     dir). The step it was to record has not begun; the update waits for the next cycle."""
 
     kind = "journal_write_failed"
+
+
+class NodeHeld(UpdateError):
+    """The keeper holds the node stopped on purpose (its storage is gone, decision 070):
+    switching now would start nothing and the probation would blame the new version. The
+    update stops before its switch, is not reported (no release is at fault) and is
+    tried again next cycle."""
+
+    kind = "node_held"
+    report_kind = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,8 @@ class MachineSettings:
     python: str = sys.executable
     # The HTTP client's settings for downloads (timeouts, CA bundle, speed floor).
     download: DownloadSettings = field(default_factory=DownloadSettings)
+    # Signed releases (decision 085): None installs what the announcement's sha256 says.
+    trust: TrustSettings | None = None
 
 
 # -- the machine -------------------------------------------------------------------------
@@ -246,6 +259,10 @@ class UpdateMachine:
         except UpdateError as exc:
             return self._fail_before_switch(exc)
         view = self.node.observe()
+        if view.held:
+            return self._fail_before_switch(
+                NodeHeld("the keeper holds the node stopped (see `hold` in its status)")
+            )
         old_was_healthy = view.state == "running"
         schema_before = _schema(view) if old_was_healthy else None
         self._enter(Step.SWITCH, schema_before=schema_before, old_healthy=old_was_healthy)
@@ -264,6 +281,8 @@ class UpdateMachine:
         settings = self.settings.download
         cancel = threading.Event()
         steps = {"download": Step.DOWNLOAD, "verify": Step.VERIFY}
+        trust = self.settings.trust
+        signed = SignedRelease(trust, plan.process, plan.version, plan.platform) if trust else None
 
         def fetch() -> Path:
             with make_client(settings) as client:
@@ -275,6 +294,7 @@ class UpdateMachine:
                     cancel=cancel,
                     speed_floor=settings.speed_floor,
                     entering=lambda step: self._enter(steps[step]),
+                    signed=signed,
                 )
 
         try:
@@ -378,6 +398,8 @@ class UpdateMachine:
         inflight = self.state.inflight
         assert inflight is not None and inflight.failure is not None
         deadline = time.monotonic() + self.settings.start_timeout_seconds
+        if inflight.failure.kind == "node_held":
+            deadline = 0.0  # nothing starts before the hold ends: nothing to wait for
         while time.monotonic() < deadline:
             change = self.node.next_change()  # before observing: no change is missed
             view = self.node.observe()
@@ -406,10 +428,15 @@ class UpdateMachine:
             f"rolled back {inflight.plan.process} from {inflight.target} to "
             f"{inflight.from_version}: {failure.message}; {then}"
         )
-        # out_of_space is its own report kind; every other failure is a rollback.
+        # out_of_space is its own report kind; every other failure is a rollback, except a
+        # hold, which no release caused: the control plane must not count it against one.
         kind = "out_of_space" if failure.kind == "out_of_space" else "rolled_back"
         self._problem(
-            kind, message, report_kind=kind, version=inflight.from_version, target=inflight.target
+            kind,
+            message,
+            report_kind=None if failure.kind == "node_held" else kind,
+            version=inflight.from_version,
+            target=inflight.target,
         )
         self._write(rolled_back(self.state))
         if not (inflight.failure and inflight.failure.transient):
@@ -481,6 +508,7 @@ class UpdateMachine:
             report_kind=exc.report_kind,
             version=self.state.current,
             target=inflight.target,
+            **exc.report_details(),  # e.g. which signature check failed
         )
         self._write(fail_before_switch(self.state, remember))
         if remember:

@@ -14,6 +14,8 @@ is a table test. The rules:
   one was running healthy before the switch (it read the same config); if the node was
   never set up (first install), the verified version is kept without proof of health:
   there is nothing better to run, and setting the node up needs it installed;
+- an exit because the keeper held the node (its storage went away) is nobody's fault:
+  ``transient``, like a full disk, and not reported as the release's failure;
 - a failure whose output says the disk is full is the machine's, not the version's
   (``transient``): the version is not remembered as failed and is tried again next
   cycle, as the seed document asks for "out of space during migrations".
@@ -137,6 +139,17 @@ def _judge_exit(first: Exit, obs: Observation, version: str) -> Judgement:
             "update_failed",
             f"{version} says the node is not set up (exit {first.code}), but the version "
             "before it ran with the same configuration",
+        )
+    if first.reason == "held":
+        # The keeper stopped the node on purpose (its storage went away, decision 070):
+        # nothing is known about the version, so it is not blamed; it goes back to the old
+        # one (which starts when the hold ends) and is tried again next cycle.
+        return Judgement(
+            Verdict.FAIL,
+            "node_held",
+            f"the keeper held the node stopped during the probation of {version} (see `hold` "
+            "in its status)",
+            transient=True,
         )
     what = first.detail or f"exit code {first.code}"
     if is_out_of_space(first.output):

@@ -3,8 +3,9 @@
 Thousands of keepers poll one control plane; checks must never fall into lockstep
 (YouTube's "adding jitter isn't a bug"). So:
 
-- the first check comes a uniformly random time in [0, interval) after start, which
-  spreads a fleet that was rebooted together (a power cut, a Windows patch day);
+- the first check comes a random time after start that spreads a fleet rebooted
+  together (a power cut, a Windows patch day) so that its checks arrive at a steady rate
+  from the first minute on, not only on average (see ``first_delay``);
 - later checks come interval × (1 ± jitter) apart, so keepers that did start together
   drift apart instead of staying aligned;
 - after a failed check the delay backs off exponentially (initial × 2^(n-1), capped),
@@ -63,8 +64,27 @@ def _jittered(base: float, jitter: float, u: float) -> float:
 
 
 def first_delay(timing: CheckTiming, u: float) -> float:
-    """Delay from keeper start to its first check: uniform in [0, interval)."""
-    return timing.interval * _check_u(u)
+    """Delay from keeper start to its first check, drawn from the equilibrium (residual
+    life) distribution of the check intervals: density (1 - F(t)) / interval, where F is
+    the distribution of interval × (1 ± jitter). That is uniform on [0, interval × (1 -
+    jitter)) with probability 1 - jitter, then falling linearly to zero at interval ×
+    (1 + jitter).
+
+    Why not uniform in [0, interval): with jittered intervals after it, the second checks
+    of the keepers that checked first start arriving at interval × (1 - jitter) while the
+    last first checks still come, so a fleet restarted at once peaked at 1.33 × its mean
+    rate in the minute before one interval had passed (and dipped after; bench/fleet.py,
+    decision 081). With the equilibrium delay the checks of a fleet restarted together
+    are a stationary process from the start: as many in every minute (renewal theory:
+    a delayed renewal process whose first delay has the equilibrium distribution is
+    stationary). ``u`` = 0.5 still gives interval / 2."""
+    u = _check_u(u)
+    flat = 1 - timing.jitter
+    if u < flat:
+        return timing.interval * u
+    # The falling part: the probability of a delay beyond t is (interval × (1 + jitter)
+    # - t)² / (4 × jitter × interval²); solved for t at 1 - u.
+    return timing.interval * (1 + timing.jitter - 2 * math.sqrt(timing.jitter * (1 - u)))
 
 
 def backoff_base(timing: CheckTiming, failures: int) -> float:

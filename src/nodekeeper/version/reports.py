@@ -39,6 +39,9 @@ ReportKind = Literal[
     "out_of_space",
     "limit_hit",
     "stop_timeout",  # the node ignored its graceful stop and its tree was killed
+    # the control plane's dial-back found the node unreachable from outside (decision 082);
+    # sent once when it becomes so, not again while it stays so
+    "unreachable",
 ]
 NOT_FAILURES = frozenset({"heartbeat", "update_succeeded"})
 
