@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from nodekeeper.durable import write_durably
 from nodekeeper.keeper import instance_lock
 
 LOCK_NAME = "tray.lock"
@@ -48,7 +49,9 @@ class Instance:
         try:
             self.server = socket.create_server(("127.0.0.1", 0))
             self.port = self.server.getsockname()[1]
-            (directory / PORT_NAME).write_text(f"{self.port}\n", encoding="ascii")
+            # Whole or absent: a second start (or anything else) reading it mid-write
+            # would otherwise find it empty and think the first did not answer.
+            write_durably(directory / PORT_NAME, f"{self.port}\n".encode("ascii"))
         except BaseException:
             self.lock.release()
             raise
