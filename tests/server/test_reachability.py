@@ -28,8 +28,8 @@ from .test_reports import Node
 
 PATH = "/v1/reachability"
 # The dials run side by side; the answer comes within the longer deadline and a margin
-# for a loaded machine.
-ANSWER_WITHIN = max(TCP_DEADLINE, UDP_DEADLINE) + 2.0
+# for a loaded machine (the full suite runs six workers and Wine on two cores).
+ANSWER_WITHIN = max(TCP_DEADLINE, UDP_DEADLINE) + 5.0
 
 
 def ask(

@@ -15,8 +15,9 @@ from tests.server.replicas import ReplicaSet, parse_access_log
 
 POLL = 0.5  # each replica's --poll-interval: how often it looks for others' changes
 # Beyond the poll interval: one render and the scheduling of three servers, PostgreSQL and
-# nginx on two busy cores. What was measured is in the failure message.
-SLACK = 1.5
+# nginx on two busy cores, beside five other test workers and Wine. What was measured is in
+# the failure message; the poll interval's own figure is the bench's (bench/fleet.py).
+SLACK = 5.0
 
 
 def agreed(rs: ReplicaSet) -> tuple[str, str] | None:
