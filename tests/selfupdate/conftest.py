@@ -202,7 +202,7 @@ class LauncherProcess:
             wait_for(
                 lambda: result.exists() and result.read_text(),
                 timeout,
-                f"the hand-over result\n{self.log}",
+                lambda: f"the hand-over result\n{self.log}",
             )
         )
 

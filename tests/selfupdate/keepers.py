@@ -63,18 +63,25 @@ def watch_trigger(path):
             time.sleep(0.05)
             continue
         os.unlink(path)
+        # The result is written before this keeper is told to stop: stopping it ends this
+        # (daemon) thread with the process, and under load it could end before the write.
+        stopping = []
         try:
             handover.hand_over(
                 request["install_dir"],
                 request["version"],
-                shutdown=stop_self,
+                shutdown=lambda: stopping.append(True),
             )
             result = {{"ok": True}}
         except handover.SelfUpdateError as exc:
             result = {{"ok": False, "error": str(exc)}}
+        except Exception as exc:  # anything else is the test's to see, not a silent thread
+            result = {{"ok": False, "error": repr(exc)}}
         with open(path + ".result.tmp", "w") as fh:
             json.dump(result, fh)
         os.replace(path + ".result.tmp", path + ".result")
+        if stopping:
+            stop_self()
 
 
 def silence_status_api():

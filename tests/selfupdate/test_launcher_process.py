@@ -81,7 +81,9 @@ def test_bad_version_falls_back_is_marked_failed_and_reported(
     assert launcher.hand_over(bad, "1.1.0") == {"ok": True}
     old.wait(15)
     # Back on 1.0.0, at the latest after the probation (plus the stop of a silent one).
-    wait_for(lambda: site.state().failed, 3 * PROBATION + 15, f"the fallback\n{launcher.log}")
+    wait_for(
+        lambda: site.state().failed, 3 * PROBATION + 15, lambda: f"the fallback\n{launcher.log}"
+    )
     assert launcher.wait_running("1.0.0").pid != old.pid
     state = site.state()
     assert (state.current, state.pending, state.failed) == ("1.0.0", None, ("1.1.0",))

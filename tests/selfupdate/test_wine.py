@@ -171,7 +171,9 @@ def hand_over(trigger: Path, install_dir: Path, version: str, log: WineLauncher)
     trigger.write_text(json.dumps({"install_dir": windows_path(install_dir), "version": version}))
     return json.loads(
         wait_for(
-            lambda: result.exists() and result.read_text(), 60, f"the hand-over result\n{log.log}"
+            lambda: result.exists() and result.read_text(),
+            60,
+            lambda: f"the hand-over result\n{log.log}",  # the log as it is at the timeout
         )
     )
 
