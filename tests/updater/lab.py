@@ -41,7 +41,9 @@ KEEPER = [sys.executable, "-m", "nodekeeper.keeper"]
 class KeeperProcess:
     def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
-        full_env = dict(os.environ)
+        # faulthandler: a keeper that does not stop in time is made to print every
+        # thread's stack (SIGABRT) into its log, for the failure message.
+        full_env = dict(os.environ, PYTHONFAULTHANDLER="1")
         full_env.update(env or {})
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -57,7 +59,16 @@ class KeeperProcess:
     def stop(self, timeout: float = 20) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(10)
+            log = self.log_path.read_text(errors="replace")[-12000:]
+            raise AssertionError(
+                f"the keeper did not stop within {timeout:g} s of SIGTERM; its log, "
+                f"with every thread's stack at the timeout:\n{log}"
+            ) from None
 
     def kill(self) -> None:
         if self.proc.poll() is None:
