@@ -72,7 +72,12 @@ def test_switch_during_a_hold_returns_at_once_and_the_new_command_runs_at_releas
             await run.wait_new_pid(first)
             await run.wait_state("running")
             assert run.sup.observe().generation == generation
-            await wait_until(lambda: events.exists(), 5, "the new command's start line")
+            # The line, not the file: the program creates the file before it writes to it.
+            await wait_until(
+                lambda: events.exists() and events.read_text().endswith("\n"),
+                5,
+                "the new command's start line",
+            )
             assert events.read_text().startswith(f"start {run.pid} ")
 
     asyncio.run(scenario())
