@@ -37,6 +37,7 @@ from nodekeeper.keeper.config import KeeperConfig
 from nodekeeper.keeper.output import LineSink
 from nodekeeper.keeper.storage_watch import NodeWatch, ServerClock
 from nodekeeper.keeper.supervisor import Supervisor
+from nodekeeper.keeper.task_stop import cancel_and_wait
 from nodekeeper.platform.base import Platform
 
 if TYPE_CHECKING:  # the updater's modules load only for a keeper with [update]
@@ -52,6 +53,11 @@ if TYPE_CHECKING:  # the updater's modules load only for a keeper with [update]
     from nodekeeper.updater.netabort import NetworkAbort
 
 __all__ = ["Keeper", "Updating"]
+
+
+# The background tasks' end at a stop: cancelled, they end at once; the deadline only
+# bounds one that does not (task_stop.py says when that happens).
+BACKGROUND_STOP_SECONDS = 5.0
 
 log = logging.getLogger("nodekeeper.keeper")
 
@@ -238,9 +244,7 @@ class Keeper:
             # supervisor.request_shutdown() directly.
             if network is not None:
                 network.abort("the keeper is stopping")
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await cancel_and_wait(background, BACKGROUND_STOP_SECONDS)
             if self.alerts is not None:  # the alerts in flight, within their deadline
                 await self.alerts.close()
             server.close()
